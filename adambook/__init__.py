@@ -1,0 +1,29 @@
+"""adambook: the package behind the book "Adam and AdamW, proved by running them".
+
+The chapters import everything they share from here:
+
+* :class:`SGD`, :class:`Adam`, :class:`AdamW`: ``torch.optim.Optimizer`` subclasses
+  whose step reads like the equations (:mod:`adambook.functional` holds the math);
+* :mod:`adambook.problems`: test problems with closed-form answers;
+* :mod:`adambook.stats`: standard errors, z-bounds and fitted slopes for assertions;
+* :func:`pick_device`, :func:`seed_everything`, :func:`use_style`.
+"""
+
+from . import functional, problems, stats
+from .optim import SGD, Adam, AdamW
+from .plotting import COLORS, use_style
+from .utils import pick_device, seed_everything
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "functional",
+    "problems",
+    "stats",
+    "pick_device",
+    "seed_everything",
+    "use_style",
+    "COLORS",
+]
+__version__ = "0.1.0"

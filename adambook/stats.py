@@ -1,0 +1,69 @@
+r"""Measurement helpers: standard errors, z-bounds, fitted slopes.
+
+Every tolerance in the book is one of three kinds: float rounding, a standard error
+times a stated z-bound, or a theoretical bound. This module supplies the second kind.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+
+__all__ = ["z_bound", "mean_se", "variance_se", "linear_fit"]
+
+
+def z_bound(alpha: float = 1e-3, n_tests: int = 1) -> float:
+    r"""Two-sided normal quantile that keeps the family-wise false-alarm rate at ``alpha``.
+
+    With ``n_tests`` independent comparisons the Šidák correction gives each one the
+    level :math:`1-(1-\alpha)^{1/n}`; a true claim then fails *any* of them with
+    probability ``alpha``. (For dependent tests Šidák is conservative for this
+    two-sided case, which is the safe direction.)
+
+    >>> round(z_bound(0.05), 3)
+    1.96
+    """
+    if not 0 < alpha < 1 or n_tests < 1:
+        raise ValueError("need 0 < alpha < 1 and n_tests >= 1")
+    per_test = -math.expm1(math.log1p(-alpha) / n_tests)  # 1 - (1-alpha)^(1/n), accurately
+    return NormalDist().inv_cdf(1 - per_test / 2)
+
+
+def mean_se(x, axis: int = 0):
+    """Sample mean and its standard error along ``axis``."""
+    x = np.asarray(x, dtype=float)
+    n = x.shape[axis]
+    return x.mean(axis), x.std(axis, ddof=1) / math.sqrt(n)
+
+
+def variance_se(x, axis: int = 0):
+    r"""Unbiased sample variance and its standard error along ``axis``.
+
+    Uses :math:`\operatorname{Var}(s^2) = \frac{1}{n}\left(\mu_4 - \frac{n-3}{n-1}\sigma^4\right)`
+    with the sample fourth central moment, so it holds for any distribution with
+    four moments (for a normal sample it reduces to :math:`\sigma^2\sqrt{2/(n-1)}`).
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.shape[axis]
+    d = x - x.mean(axis, keepdims=True)
+    s2 = (d**2).sum(axis) / (n - 1)
+    m4 = (d**4).mean(axis)
+    return s2, np.sqrt(np.maximum(m4 - (n - 3) / (n - 1) * s2**2, 0.0) / n)
+
+
+def linear_fit(x, y):
+    """Least-squares line ``y ≈ a + b x``; returns ``(b, a, se_b)``, the slope first.
+
+    ``se_b`` is the usual standard error of the slope from the residual variance.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    A = np.stack([np.ones_like(x), x], axis=1)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    resid = y - A @ coef
+    dof = len(x) - 2
+    s2 = (resid @ resid) / dof if dof > 0 else float("nan")
+    se_b = math.sqrt(s2 / ((x - x.mean()) ** 2).sum())
+    return float(coef[1]), float(coef[0]), se_b
