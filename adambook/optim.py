@@ -59,6 +59,27 @@ class _ValidatedOptimizer(Optimizer):
             self.param_groups.pop()
             raise
 
+    #: torch.optim options that adambook does not implement; a checkpoint that turns
+    #: one of them on would otherwise be followed silently with the option off.
+    _UNSUPPORTED = {"maximize": False, "capturable": False, "differentiable": False,
+                    "fused": None, "nesterov": False, "dampening": 0}
+
+    def __setstate__(self, state: dict) -> None:
+        # Called by load_state_dict with the checkpoint's groups. A torch.optim
+        # checkpoint lacks adambook's own keys: take them from this optimizer's
+        # defaults, and refuse options this implementation would silently ignore.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, off in self._UNSUPPORTED.items():
+                if group.get(key, off) not in (off, False, None, 0):
+                    raise ValueError(
+                        f"adambook.{type(self).__name__} does not implement {key}={group[key]!r}"
+                    )
+            for key, value in getattr(self, "defaults", {}).items():
+                group.setdefault(key, value)
+            if "betas" in group:
+                group["betas"] = tuple(float(b) for b in group["betas"])
+
 
 def _check_params_are_real(group: dict, name: str) -> None:
     for p in group["params"]:

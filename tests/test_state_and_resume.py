@@ -1,5 +1,6 @@
 """What an optimizer keeps, where it keeps it, and that a checkpoint resumes exactly."""
 
+import copy
 import io
 
 import pytest
@@ -101,10 +102,20 @@ def test_loads_a_torch_adam_checkpoint():
         ref.step()
     p_ours.data.copy_(p_ref.detach())
     ours = adambook.Adam([p_ours], lr=0.1)
-    ours.load_state_dict(ref.state_dict())
+    # state_dict() holds references to the live tensors; a checkpoint is a copy.
+    ours.load_state_dict(copy.deepcopy(ref.state_dict()))
     for g in grads[3:]:
         p_ref.grad, p_ours.grad = g.clone(), g.clone()
         ref.step()
         ours.step()
     torch.testing.assert_close(p_ours, p_ref, rtol=1e-12, atol=0)
     assert ours.state[p_ours]["step"] == 6
+
+
+def test_checkpoint_with_an_option_adambook_lacks_is_refused():
+    """A torch checkpoint with maximize=True must not be followed with maximize off."""
+    p = torch.nn.Parameter(torch.ones(2))
+    ref = torch.optim.Adam([p], maximize=True)
+    ours = adambook.Adam([torch.nn.Parameter(torch.ones(2))])
+    with pytest.raises(ValueError, match="does not implement maximize=True"):
+        ours.load_state_dict(ref.state_dict())
