@@ -6,10 +6,12 @@ The chapters import everything they share from here:
   whose step reads like the equations (:mod:`adambook.functional` holds the math);
 * :mod:`adambook.problems`: test problems with closed-form answers;
 * :mod:`adambook.stats`: standard errors, z-bounds and fitted slopes for assertions;
+* :mod:`adambook.claims`: the post's claims, each with a check that returns a verdict
+  (the checks are in :mod:`adambook.checks`, one module per chapter);
 * :func:`pick_device`, :func:`seed_everything`, :func:`use_style`.
 """
 
-from . import functional, problems, stats
+from . import claims, functional, problems, stats
 from .optim import SGD, Adam, AdamW
 from .plotting import COLORS, use_style
 from .utils import pick_device, seed_everything
@@ -18,6 +20,7 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "claims",
     "functional",
     "problems",
     "stats",
