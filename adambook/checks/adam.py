@@ -12,7 +12,7 @@ from ..claims import ClaimResult, claim_check
 from ..optim import Adam
 from ..stats import variance_se, z_bound
 
-U64 = torch.finfo(torch.float64).eps
+U64 = torch.finfo(torch.float64).eps / 2  # unit roundoff u = 2^-53 of float64
 
 
 def ema_variance_experiment(betas1, n_streams, steps, mu=0.3, sigma=2.0, seed=2, device="cpu"):
