@@ -26,7 +26,8 @@ the regret, and the closed forms the chapter "When Adam fails" derives:
 * :func:`reddi_step_bounds`, :func:`amsgrad_step_bounds`: bounds on single steps that
   hold from the first step on, with bias correction and :math:`\epsilon`;
 * :func:`lindley_mean_bound`: Kingman's bound on how far a walk with a negative
-  drift, stopped at a wall, strays from that wall.
+  drift, stopped at a wall, strays from that wall, and :func:`hoeffding_tail`, the
+  chance that a finite run has not yet reached it.
 """
 
 from __future__ import annotations

@@ -279,15 +279,14 @@ def adam_nonconvergence(fast: bool = False) -> ClaimResult:
         "β2 = 1/(1+C²) it settles at the worst point of Reddi et al.'s online problem, "
         "while AMSGrad, which divides by the running maximum of v, finds the optimum.",
         verdict="holds" if det_ok and sto_ok else "does not hold",
-        proved="For every C > 2 the −1 steps have v̂ ≤ 2 and the C step has v̂ ≥ (1−β2)C², "
-        "so Adam gains at least α(√2 − √(1+1/C²)) > 0 per period and ends every period "
-        "at x = +1, with average regret → 2(C−2)/3; AMSGrad ends every period within "
-        "2α_t√(1+C²)/C² of −1. In the stochastic form (E f = δx) Adam's mean distance "
-        "from +1 and AMSGrad's from −1 stay below Kingman's bound.",
+        proved="Each −1 step is at least α_t/√2 long and each C step at most "
+        "α_t√(1+1/C²), so Adam gains in every period, ends each at exactly +1, and "
+        "R_T/T → 2(C−2)/3; AMSGrad ends each period within two small steps of −1. In "
+        "the stochastic form (E f = δx) both stay within Kingman's bound of those ends.",
         section="sec-failures-reddi",
-        measured=f"C = 3: Adam x_T = {r3['x_adam'][-1].min():+.3f} from every start, "
-        f"AMSGrad {r3['x_ams'][-1].max():+.3f}; R_T/T = {r3['avg_regret_adam'].mean():.3f} "
-        f"vs {r3['avg_regret_ams'].mean():.3f}",
+        measured=f"C = 3: x_T = {r3['x_adam'][-1].min():+.3f} (Adam, every start), "
+        f"{r3['x_ams'][-1].max():+.3f} (AMSGrad); R_T/T = "
+        f"{r3['avg_regret_adam'].mean():.3f} vs {r3['avg_regret_ams'].mean():.3f}",
         details={"deterministic": det, "stochastic": sto},
     )
 
@@ -380,11 +379,10 @@ def large_beta2_converges(fast: bool = False) -> ClaimResult:
         claim="Reddi et al. chose β2 after the problem's constant C. Fix the problem "
         "first and a large enough β2 makes Adam converge on it (Zhang et al.).",
         verdict="holds" if ok else "does not hold",
-        proved="With β1 = 0, Adam's steady drift per period on Reddi's problem is "
-        "ηΔ(β2, C) with Δ = −C/√v_A + 1/√v_B + 1/√v_C in closed form; every grid run "
-        "that had time to cross ends exactly where the sign of Δ says (+1, or −1 plus "
-        "two steps). Δ < 0 for β2 above a threshold β2*(C) < 1, but β2*(C) → 1 as C → 2: "
-        "how large is large enough depends on the problem.",
+        proved="With β1 = 0 Adam's drift per period is ηΔ(β2, C), Δ in closed form, and "
+        "every grid run that had time to cross ends where the sign of Δ puts it. Δ < 0 "
+        "above a threshold β2*(C) < 1, which tends to 1 as C → 2: how large is large "
+        "enough depends on the problem.",
         section="sec-failures-boundary",
         measured=f"β2* = {r['boundary'][0]:.2f} at C = {Cs[0]:.1f}, "
         f"{r['boundary'][-1]:.4f} at C = {Cs[-1]:.0f}; "
