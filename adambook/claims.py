@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "VERDICTS",
     "POST_CLAIMS",
+    "BOOK_CLAIMS",
     "ClaimResult",
     "claim_check",
     "get_check",
@@ -53,6 +54,13 @@ POST_CLAIMS = (
     "ridge-stationary-point",  # Adam+L2 settles away from the ridge solution
     "adamw-fixes-it",  # AdamW's decoupled decay fixes that
     "use-adamw",  # the conclusion: if you need weight decay, use AdamW
+)
+
+#: Claims the book adds beyond the post, in the order of the book's chapters; the
+#: ledger lists them after the post's. A book-only key missing here comes last.
+BOOK_CLAIMS = (
+    "adam-nonconvergence",  # failures: Reddi et al.'s problem defeats Adam, not AMSGrad
+    "large-beta2-converges",  # failures: with the problem fixed first, large beta2 works
 )
 
 
@@ -141,5 +149,6 @@ def confirm(key: str, expected: str, fast: bool = False) -> ClaimResult:
 def run_all(fast: bool = True) -> list[ClaimResult]:
     """Run every registered check: the post's claims in order, then the book's own."""
     checks = registered()
-    order = list(POST_CLAIMS) + sorted(k for k in checks if k not in POST_CLAIMS)
+    listed = list(POST_CLAIMS) + list(BOOK_CLAIMS)
+    order = listed + sorted(k for k in checks if k not in listed)
     return [checks[k](fast=fast) for k in order if k in checks]

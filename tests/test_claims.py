@@ -1,9 +1,15 @@
 """The claims ledger and the chapters cannot disagree.
 
 Each chapter asserts a verdict with ``adambook.claims.confirm(key, expected=...)``
-on the full-size check; the ledger shows the verdict of the same check in its fast
-form. This test reads every ``confirm`` call from the chapters and runs the fast
-form: if a change to adambook flips a verdict, this fails, and so does the chapter.
+on the full-size check; the ledger chapter runs every check in its fast form
+(``claims.run_all(fast=True)``) and renders the results with ``adambook.ledger``.
+This test reads every ``confirm`` call from the chapters, runs the ledger's
+computation once, and requires each row of the rendered ledger to carry the
+chapter's verdict: if a change to adambook flips a verdict, this fails, and so
+does the chapter.
+
+``MUTANTS`` then breaks, one at a time, a function that a chapter's claim rests on,
+and requires the ledger's row to change and the comparison to catch it.
 """
 
 import json
@@ -12,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from adambook import claims
+import adambook.functional
+from adambook import claims, ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIRM = re.compile(r"""confirm\(\s*["']([\w-]+)["']\s*,\s*expected\s*=\s*["']([\w ]+)["']""")
@@ -31,21 +38,60 @@ def chapter_verdicts():
 VERDICTS_IN_CHAPTERS = chapter_verdicts()
 
 
+def expected_verdict(key):
+    stated = VERDICTS_IN_CHAPTERS[key]
+    assert len({e for e, _ in stated}) == 1, f"chapters disagree about {key}: {stated}"
+    return next(iter(stated))[0]
+
+
+def disagreements(results):
+    """Keys whose ledger verdict differs from the verdict their chapter confirms."""
+    return [r.key for r in results
+            if r.key in VERDICTS_IN_CHAPTERS and r.verdict != expected_verdict(r.key)]
+
+
+@pytest.fixture(scope="module")
+def ledger_results():
+    """What the ledger chapter computes: every check, fast, in the ledger's order."""
+    return claims.run_all(fast=True)
+
+
 def test_chapters_confirm_some_claims():
     assert VERDICTS_IN_CHAPTERS
 
 
 @pytest.mark.parametrize("key", sorted(VERDICTS_IN_CHAPTERS))
-def test_fast_check_agrees_with_chapter(key):
-    stated = VERDICTS_IN_CHAPTERS[key]
-    assert len({e for e, _ in stated}) == 1, f"chapters disagree about {key}: {stated}"
-    expected = next(iter(stated))[0]
-    result = claims.get_check(key)(fast=True)
-    assert result.key == key
+def test_fast_check_agrees_with_chapter(key, ledger_results):
+    expected = expected_verdict(key)
+    by_key = {r.key: r for r in ledger_results}
+    assert key in by_key, f"the chapters confirm {key!r} but no check is registered"
+    result = by_key[key]
     assert result.verdict == expected, (
         f"{key}: the chapter says {expected!r}, the ledger's check says {result.verdict!r} "
         f"({result.measured})"
     )
+
+
+def test_ledger_table_carries_the_chapters_verdicts(ledger_results):
+    """Read the rendered ledger back: one row per check, in order, with the chapter's verdict."""
+    post, book = ledger.split(ledger_results)
+    rows = ledger.parse_table(ledger.table(post))
+    rows += ledger.parse_table(ledger.table(book, start=len(post) + 1))
+    assert len(rows) == len(ledger_results) == len(claims.registered())
+    for i, (cells, result) in enumerate(zip(rows, ledger_results), start=1):
+        assert len(cells) == len(ledger.COLUMNS), f"row {i} has {len(cells)} cells: {cells}"
+        assert cells[0] == str(i)
+        assert cells[2] == f"**{expected_verdict(result.key)}**", result.key
+        assert cells[5] == "{numref}`§{number} {name} <" + result.section + ">`"
+    assert disagreements(ledger_results) == []
+
+
+def test_ledger_order_is_post_then_book(ledger_results):
+    keys = [r.key for r in ledger_results]
+    registered = claims.registered()
+    listed = [k for k in claims.POST_CLAIMS + claims.BOOK_CLAIMS if k in registered]
+    assert keys == listed + sorted(set(registered) - set(listed))
+    assert not set(claims.POST_CLAIMS) & set(claims.BOOK_CLAIMS)
 
 
 def test_every_registered_check_is_confirmed_by_a_chapter():
@@ -56,3 +102,59 @@ def test_every_registered_check_is_confirmed_by_a_chapter():
 def test_result_rejects_unknown_verdict():
     with pytest.raises(ValueError, match="verdict must be one of"):
         claims.ClaimResult("k", "c", "mostly true", "p", "s", "m")
+
+
+def test_ledger_escapes_markup_and_lists_missing_claims():
+    nasty = claims.ClaimResult(
+        "k", "a | b with *stars* and {role}`x`", "does not hold",
+        "$x$ and v_t\nover two lines", "sec-x", "<b>1</b> & 2",
+    )
+    text = ledger.table([nasty])
+    (cells,) = ledger.parse_table(text)
+    assert len(cells) == len(ledger.COLUMNS)
+    assert cells[1] == r"a \| b with \*stars\* and \{role\}\`x\`"
+    assert cells[3] == r"\$x\$ and v\_t over two lines"
+    assert cells[4] == r"\<b\>1\</b\> \& 2"
+    assert ledger.missing([nasty]) == list(claims.POST_CLAIMS)
+    assert ledger.tally([nasty]) == {"holds": 0, "holds with a qualification": 0,
+                                     "does not hold": 1}
+
+
+# ------------------------------------------------------------------ mutants
+
+
+def _wrap_adam(**change):
+    """A broken adambook.functional.adam: the keyword arguments changed as given."""
+    original = adambook.functional.adam
+
+    def broken(*args, **kwargs):
+        for name, f in change.items():
+            kwargs[name] = f(kwargs.get(name))
+        if kwargs.get("amsgrad") is False:
+            kwargs.pop("max_exp_avg_sqs", None)
+        return original(*args, **kwargs)
+
+    return broken
+
+
+#: For each claim, a break in the code that its chapter's proof rests on.
+MUTANTS = {
+    # the moving average m_t with the wrong weight: beta1^2 instead of beta1
+    "momentum-smooths-noise": _wrap_adam(beta1=lambda b: b * b),
+    # epsilon leaks into every step, so the eps = 0 trajectory is no longer invariant
+    "per-coordinate-steps": _wrap_adam(eps=lambda e: e + 1e-6),
+    # AMSGrad forgets its running maximum and becomes Adam
+    "adam-nonconvergence": _wrap_adam(amsgrad=lambda a: False),
+    # the second moment decays with beta2^2 instead of beta2
+    "large-beta2-converges": _wrap_adam(beta2=lambda b: b * b),
+}
+
+
+@pytest.mark.parametrize("key", sorted(MUTANTS))
+def test_breaking_a_chapter_flips_its_ledger_row(key, monkeypatch):
+    monkeypatch.setattr(adambook.functional, "adam", MUTANTS[key])
+    result = claims.get_check(key)(fast=True)
+    (cells,) = ledger.parse_table(ledger.table([result]))
+    assert cells[2] == f"**{result.verdict}**"
+    assert result.verdict != expected_verdict(key), f"the mutant of {key} went unnoticed"
+    assert disagreements([result]) == [key]  # the tie test above would fail
