@@ -89,7 +89,7 @@ def finite_population_factor(n: int, batch_size):
 
 
 def per_example_gradients(problem: LeastSquares, theta: Tensor) -> Tensor:
-    r"""The gradients :math:`g_i = x_i(x_i^\top\theta - y_i)` of the :math:`N` examples, shape ``(N, d)``.
+    r"""Per-example gradients :math:`g_i = x_i(x_i^\top\theta - y_i)`, shape ``(N, d)``.
 
     Their mean is ``problem.grad(theta)``.
     """
@@ -260,7 +260,7 @@ def gradient_noise_covariance(problem: LeastSquares, theta: Tensor) -> Tensor:
 
 
 def _step_operator(problem: LeastSquares, lr: float, batch_size: int) -> Tensor:
-    r""":math:`\mathbb E[K_B\otimes K_B]` for :math:`K_B = I - \eta H_B`, as a ``(d², d²)`` matrix.
+    r""":math:`\mathbb E[K_B\otimes K_B]`, :math:`K_B = I - \eta H_B`, as a ``(d², d²)`` matrix.
 
     :math:`K_B` is the minibatch mean of :math:`K_i = I - \eta x_i x_i^\top`, so by the
     same finite-population argument as for the gradient,
@@ -282,7 +282,7 @@ def _step_operator(problem: LeastSquares, lr: float, batch_size: int) -> Tensor:
 def sgd_second_moment(
     problem: LeastSquares, lr: float, batch_size: int, steps: int | None = None
 ) -> Tensor:
-    r"""Exact :math:`P_t = \mathbb E[\delta_t\delta_t^\top]`, :math:`\delta_t = \theta_t - \theta^\star`.
+    r"""Exact :math:`P_t = \mathbb E[\delta_t\delta_t^\top]` with :math:`\delta_t = \theta_t-\theta^\star`.
 
     SGD with fresh minibatches of ``batch_size`` examples drawn without replacement
     at every step, started at the least-squares solution :math:`\theta^\star`
@@ -319,10 +319,15 @@ def sgd_second_moment(
 
 
 def small_lr_spread(problem: LeastSquares, lr: float, batch_size: int) -> float:
-    r"""The small-:math:`\eta` limit :math:`\mathbb E\lVert\delta\rVert^2 \approx \frac{\eta c_b}{2}\operatorname{tr}(H^{-1}\Sigma^\star)`.
+    r"""The small-:math:`\eta` limit of :math:`\mathbb E\lVert\delta\rVert^2` at stationarity.
 
-    Dropping the :math:`O(\eta^2)` terms of the recursion of :func:`sgd_second_moment`
-    leaves the Lyapunov equation :math:`HP + PH = \eta c_b\Sigma^\star`; multiplying
+    .. math::
+
+        \mathbb E\lVert\delta\rVert^2 \approx
+        \frac{\eta c_b}{2}\operatorname{tr}(H^{-1}\Sigma^\star)
+
+    :math:`P` is :math:`O(\eta)`, so dropping the terms of order :math:`\eta^3` in
+    the recursion of :func:`sgd_second_moment` leaves the Lyapunov equation :math:`HP + PH = \eta c_b\Sigma^\star`; multiplying
     by :math:`H^{-1}` and taking the trace gives :math:`2\operatorname{tr}P =
     \eta c_b \operatorname{tr}(H^{-1}\Sigma^\star)`.
     """
@@ -384,7 +389,9 @@ def sgd_jitter_experiment(
     return results
 
 
-def mean_square_stability_limit(problem: LeastSquares, batch_size: int, tol: float = 1e-10) -> float:
+def mean_square_stability_limit(
+    problem: LeastSquares, batch_size: int, tol: float = 1e-10
+) -> float:
     r"""The largest :math:`\eta` for which SGD's second moment stays bounded.
 
     :math:`P_t` of :func:`sgd_second_moment` stays bounded iff the spectral radius of

@@ -179,8 +179,9 @@ def test_second_moment_recursion_against_brute_force():
         torch.outer(d, d)
         for d in (step(step(theta_star, B1), B2) - theta_star for B1 in batches for B2 in batches)
     )
-    torch.testing.assert_close(mb.sgd_second_moment(prob, lr, b, steps=1), p1 / 10, rtol=0, atol=1e-14)
-    torch.testing.assert_close(mb.sgd_second_moment(prob, lr, b, steps=2), p2 / 100, rtol=0, atol=1e-14)
+    for steps, brute in ((1, p1 / 10), (2, p2 / 100)):
+        got = mb.sgd_second_moment(prob, lr, b, steps=steps)
+        torch.testing.assert_close(got, brute, rtol=0, atol=1e-14)
 
 
 def test_stationary_moment_is_the_limit_of_the_recursion():

@@ -91,7 +91,10 @@ def noise_experiment(fast: bool = False, device=None) -> dict:
 def _ordered_drop(runs, key):
     """Each run's mean square distance exceeds the next one's by more than z SEs."""
     runs = sorted(runs, key=key)
-    return [(a["msd"] - b["msd"]) / math.hypot(a["msd_se"], b["msd_se"]) for a, b in zip(runs, runs[1:])]
+    return [
+        (a["msd"] - b["msd"]) / math.hypot(a["msd_se"], b["msd_se"])
+        for a, b in zip(runs, runs[1:])
+    ]
 
 
 @claim_check("sgd-noise")
@@ -109,7 +112,10 @@ def sgd_noise(fast: bool = False) -> ClaimResult:
 
     mean_z = (nz["mean"] - nz["full_grad"]) / nz["mean_se"]
     var_z = (nz["var"] - nz["predicted_var"]) / nz["var_se"]
-    slopes = [mb.loglog_slope(sizes, nz["var"][:, j] / fpc, nz["var_se"][:, j] / fpc) for j in range(d)]
+    slopes = [
+        mb.loglog_slope(sizes, nz["var"][:, j] / fpc, nz["var_se"][:, j] / fpc)
+        for j in range(d)
+    ]
     slope_z = np.array([(s[0] + 1.0) / s[3] for s in slopes])
     jitter_z = np.array([(run["msd"] - run["exact"]) / run["msd_se"] for run in runs])
 
