@@ -65,8 +65,8 @@ __all__ = [
 def ema_mass(t, beta):
     r"""Total weight :math:`\sum_{i=1}^t (1-\beta)\beta^{t-i} = 1-\beta^t` of a zero-started EMA.
 
-    Works elementwise on arrays of ``t \\geq 1`` and ``beta``. Computed as ``-expm1(t log beta)`` so that
-    it stays accurate when :math:`\beta^t` is close to one.
+    Works elementwise on arrays of ``t >= 1`` and ``beta``. Computed as
+    ``-expm1(t log beta)``, which stays accurate when :math:`\beta^t` is close to one.
 
     >>> float(ema_mass(1, 0.9))
     0.09999999999999998
@@ -105,7 +105,8 @@ def corrected_variance(t, beta, variance):
 
 
 def gaussian_square_variance(mu, sigma):
-    r""":math:`\operatorname{Var}(g^2) = 4\mu^2\sigma^2 + 2\sigma^4` for :math:`g \sim N(\mu, \sigma^2)`."""
+    r""":math:`\operatorname{Var}(g^2) = 4\mu^2\sigma^2 + 2\sigma^4` for
+    :math:`g \sim N(\mu, \sigma^2)`."""
     return 4 * mu**2 * sigma**2 + 2 * sigma**4
 
 
@@ -190,10 +191,10 @@ def simulate_moments(
     :math:`\xi \sim N(0, 1)` independent across streams and steps; ``mu`` and
     ``sigma`` are numbers or sequences of length ``steps`` (a drifting stream). Each
     pair :math:`(\beta_1, \beta_2)` in ``betas`` gets its own independent streams, so
-    that tests of different pairs are independent too. The moving averages are those of :func:`adambook.functional.adam`
-    itself: the streams are the entries of one float64 vector per pair, stepped with
-    ``lr = 1`` from :math:`\theta = 0`, so that :math:`-\theta` after the step is the
-    step.
+    that tests of different pairs are independent too. The moving averages are those
+    of :func:`adambook.functional.adam` itself: the streams are the entries of one
+    float64 vector per pair, stepped with ``lr = 1`` from :math:`\theta = 0`, so that
+    :math:`-\theta` after the step is the step.
 
     Nothing is stored per stream across steps. At each :math:`t` the function keeps,
     over the streams, the sample mean of :math:`m_t, v_t, \hat m_t, \hat v_t` with its
@@ -282,7 +283,7 @@ def uncorrected_step_ratio(t, beta1, beta2):
 
 
 def step_bound(t, beta1, beta2, bias_correction=True):
-    r"""Largest possible :math:`|\text{step}_t|/\eta` of Adam with :math:`\epsilon = 0`, any gradients.
+    r"""Largest :math:`|\text{step}_t|/\eta` of Adam with :math:`\epsilon = 0`, for any gradients.
 
     By Cauchy–Schwarz on the unrolled sums, with :math:`\gamma = \beta_1^2/\beta_2 < 1`,
 

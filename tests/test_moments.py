@@ -171,7 +171,8 @@ def test_step_bound_is_attained_and_never_exceeded(bias_correction):
     gamma_g = b1 / b2  # g_{t-k} ∝ (β1/β2)^k attains Cauchy–Schwarz at step T
     worst = [(1 / gamma_g) ** i for i in range(1, T + 1)]
     gen = torch.Generator().manual_seed(0)
-    streams = [worst] + [torch.randn(T, generator=gen, dtype=torch.float64).tolist() for _ in range(20)]
+    randoms = [torch.randn(T, generator=gen, dtype=torch.float64).tolist() for _ in range(20)]
+    streams = [worst] + randoms
     for k, stream in enumerate(streams):
         p, m, v = (torch.zeros(1, dtype=torch.float64) for _ in range(3))
         for t, gt in enumerate(stream, start=1):

@@ -72,7 +72,11 @@ def _simulate(pairs, n_streams, steps, mu, sigma, seed, device):
 
 
 def drift_schedule(steps: int, half_life: float = DRIFT_HALF_LIFE):
-    r"""Mean and scale of the drifting stream: :math:`\mu_t = \mu\,2^{-t/H}`, :math:`\sigma_t = \sigma\,2^{-t/H}`."""
+    r"""Mean and scale of the drifting stream.
+
+    :math:`\mu_t = \mu\,2^{-t/H}` and :math:`\sigma_t = \sigma\,2^{-t/H}` with
+    :math:`H` = ``half_life``.
+    """
     decay = 2.0 ** (-np.arange(1, steps + 1) / half_life)
     return MU * decay, SIGMA * decay
 
@@ -442,7 +446,7 @@ def eps_closed_loop(
     beta2=0.999,
     device="cpu",
 ):
-    r"""Algorithm 1 with :math:`\epsilon` against the efficient form with :math:`\hat\epsilon = \epsilon`.
+    r"""Algorithm 1 with :math:`\epsilon` against the efficient form with the same number.
 
     One row per gradient scale :math:`c`: the quadratic
     :math:`f_c(\theta) = \tfrac c2\sum_i h_i\theta_i^2` from :math:`\theta_0 = (1,\dots,1)`.
