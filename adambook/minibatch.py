@@ -23,7 +23,6 @@ with many independent SGD runs of :class:`adambook.SGD`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -33,6 +32,7 @@ from torch import Tensor
 from .optim import SGD
 from .problems import LeastSquares
 from .stats import linear_fit, mean_se, variance_se
+from .utils import torch_threads
 
 __all__ = [
     "finite_population_factor",
@@ -46,25 +46,7 @@ __all__ = [
     "small_lr_spread",
     "sgd_jitter_experiment",
     "mean_square_stability_limit",
-    "one_thread",
 ]
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run the enclosed torch CPU operations on one thread, then restore the setting.
-
-    The Monte Carlo loops here issue thousands of small operations. Splitting each
-    over threads gains little, and on a busy machine a thread that must wait for
-    its partner can cost far more than the operation itself (we measured gathers of
-    64k elements going from 0.2 ms to 20 ms with two threads on a loaded 2-core CPU).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def finite_population_factor(n: int, batch_size):
@@ -208,7 +190,7 @@ def gradient_noise_experiment(
     sigma2 = ((g - full) ** 2).mean(0)
     stats = {k: [] for k in ("mean", "mean_se", "var", "var_se", "excess_kurtosis")}
     for b in sizes.tolist():
-        with one_thread():
+        with torch_threads(1):
             x = minibatch_gradient_samples(g, b, n_draws, gen).cpu().numpy()
         m, m_se = mean_se(x)
         v, v_se = variance_se(x)
@@ -368,7 +350,7 @@ def sgd_jitter_experiment(
         opt = SGD([p], lr=lr)
         perm = torch.arange(n, device=X.device).unsqueeze(1).expand(n, n_chains).clone()
         trace = [p.detach()[:trace_chains].clone()] if trace_chains else None
-        with one_thread():
+        with torch_threads(1):
             for _ in range(steps):
                 idx = sample_batches(n_chains, n, batch_size, gen, perm=perm)
                 xb, yb = X[idx], y[idx]  # (chains, b, d), (chains, b)

@@ -18,6 +18,7 @@ from adambook import minibatch as mb
 from adambook.checks import sgd as sgd_checks
 from adambook.problems import LeastSquares, scaled_regression
 from adambook.stats import mean_se, z_bound
+from adambook.utils import torch_threads
 
 U64 = torch.finfo(torch.float64).eps
 
@@ -231,9 +232,9 @@ def test_jitter_experiment_matches_the_exact_second_moment(device):
         assert np.all(run["trace"][0] == 0)  # chains start at θ*
 
 
-def test_one_thread_restores_the_setting():
+def test_torch_threads_restores_the_setting():
     before = torch.get_num_threads()
-    with mb.one_thread():
+    with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 

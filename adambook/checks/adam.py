@@ -11,6 +11,7 @@ from .. import functional as F
 from ..claims import ClaimResult, claim_check
 from ..optim import Adam
 from ..stats import variance_se, z_bound
+from ..utils import torch_threads
 
 U64 = torch.finfo(torch.float64).eps / 2  # unit roundoff u = 2^-53 of float64
 
@@ -33,11 +34,12 @@ def ema_variance_experiment(betas1, n_streams, steps, mu=0.3, sigma=2.0, seed=2,
     ]
     opt = Adam([{"params": [p], "betas": (b, 0.999)} for p, b in zip(params, betas1)], lr=0.0)
     gen = torch.Generator(device=device).manual_seed(seed)
-    for _ in range(steps):
-        for p in params:
-            noise = torch.randn(n_streams, generator=gen, dtype=torch.float64, device=device)
-            p.grad = mu + sigma * noise
-        opt.step()
+    with torch_threads(1):
+        for _ in range(steps):
+            for p in params:
+                noise = torch.randn(n_streams, generator=gen, dtype=torch.float64, device=device)
+                p.grad = mu + sigma * noise
+            opt.step()
     measured, se = zip(*(variance_se(opt.state[p]["exp_avg"].cpu().numpy()) for p in params))
     b = np.asarray(betas1, dtype=float)
     return {

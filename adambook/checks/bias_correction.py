@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -28,6 +27,7 @@ from .. import moments as M
 from ..claims import ClaimResult, claim_check
 from ..optim import Adam
 from ..stats import z_bound
+from ..utils import torch_threads
 
 U64 = torch.finfo(torch.float64).eps  # 2^-52: one unit in the last place of 1.0
 
@@ -47,24 +47,9 @@ def sizes(fast: bool) -> tuple[int, int]:
     return (20_000, 100) if fast else (100_000, 200)
 
 
-@contextmanager
-def cpu_threads(n: int = 1):
-    """Run torch's CPU kernels on ``n`` threads inside the block, then restore.
-
-    The tensors here have 10^5 entries or fewer: one thread is as fast as two, and
-    on a busy machine the synchronisation of two threads can cost ten times the work.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @lru_cache(maxsize=8)
 def _simulate(pairs, n_streams, steps, mu, sigma, seed, device):
-    with cpu_threads(1):
+    with torch_threads(1):
         return M.simulate_moments(
             pairs, n_streams, steps, mu=np.asarray(mu), sigma=np.asarray(sigma),
             seed=seed, device=device,
@@ -348,7 +333,7 @@ def training_experiment(
             return ((pred - y_test.repeat(C, 1, 1)) ** 2).mean(dim=(1, 2))
 
     data = torch.Generator().manual_seed(6)
-    with cpu_threads(1):
+    with torch_threads(1):
         for t in range(steps + 1):
             if t in checkpoints:
                 losses.append(test_loss())
@@ -411,7 +396,7 @@ def eps_open_loop(
     kinds = ("alg1", "hat", "matched")
     state = {k: [torch.zeros(len(scales), **kw) for _ in range(3)] for k in kinds}
     out = {k: torch.empty(steps, len(scales), **kw) for k in kinds + ("sqrt_v_hat",)}
-    with cpu_threads(1):
+    with torch_threads(1):
         for t in range(1, steps + 1):
             g = grads[t - 1]
             for k in kinds:
@@ -471,7 +456,7 @@ def eps_closed_loop(
             path.append(theta.clone())
         return torch.stack(path).cpu().numpy()
 
-    with cpu_threads(1):
+    with torch_threads(1):
         paths = {k: run(k) for k in ("alg1", "hat")}
     return {"scales": np.asarray(scales), "curvatures": np.asarray(curvatures), "lr": lr,
             "eps": eps, "beta1": beta1, "beta2": beta2, "steps": steps, **paths}

@@ -20,6 +20,7 @@ from ..claims import ClaimResult, claim_check
 from ..optim import SGD
 from ..problems import Quadratic, scaled_regression
 from ..stats import linear_fit, z_bound
+from ..utils import torch_threads
 
 #: Family-wise false-alarm rate of every statistical check in this module.
 ALPHA = 1e-3
@@ -212,7 +213,7 @@ def stability_experiment(eps=STABILITY_EPS, steps=2000, device=None) -> dict:
     factors = np.concatenate([1 - eps, 1 + eps])
     lrs = factors * quad.gd_max_stable_lr
     theta0 = torch.ones(2, dtype=torch.float64, device=device)
-    with mb.one_thread():
+    with torch_threads(1):
         path = run_sgd(quad, theta0, [(lr, 0.0) for lr in lrs], steps).cpu()
     t = torch.arange(steps + 1, dtype=torch.float64).unsqueeze(1)
     h = quad.curvatures.cpu()
@@ -278,7 +279,7 @@ def kappa_experiment(kappas=KAPPAS, tol=TOL, device=None) -> dict:
     norm0 = theta0.norm(dim=1)
     norms = torch.empty(steps + 1, len(kappas), dtype=torch.float64, device=device)
     norms[0] = 1.0
-    with mb.one_thread():
+    with torch_threads(1):
         for t in range(1, steps + 1):
             p.grad = quad.grad(p.detach())
             opt.step()
