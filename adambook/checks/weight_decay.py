@@ -804,8 +804,9 @@ def grid_summary(r: dict, alpha: float = 1e-3, n_boot: int = 400, seed: int = 0)
       ``rows_worse`` flagging the rows where the difference exceeds the Šidák
       :math:`z` for one test per row.
 
-    Rows enter the slope only where decay matters for both methods: the best error is
-    below the error at the smallest λ by more than :math:`z` standard errors.
+    Rows enter the slope only where decay matters for both methods (``helps``, per
+    method and row: the best error is below the error at the smallest λ by more than
+    :math:`z` standard errors).
     The bootstrap resamples seeds (the independent units) jointly for both methods, so
     it also gives the standard error of differences between them.
     """
@@ -822,13 +823,14 @@ def grid_summary(r: dict, alpha: float = 1e-3, n_boot: int = 400, seed: int = 0)
         return out
 
     full = stats(np.arange(S))
-    matters = np.ones(len(lrs), dtype=bool)
+    helps = {}
     for m, e in errs.items():
         mean = full[m]["mean"]
         k = mean.argmin(1)
         diff = e[np.arange(len(lrs)), 0] - e[np.arange(len(lrs)), k]  # (rows, seeds)
         se = diff.std(-1, ddof=1) / math.sqrt(S)
-        matters &= diff.mean(-1) > z * se
+        helps[m] = diff.mean(-1) > z * se
+    matters = helps["adam_l2"] & helps["adamw"]
 
     def slope(lam_star):
         if matters.sum() < 3:  # too few rows to fit a line: no evidence either way
@@ -878,6 +880,7 @@ def grid_summary(r: dict, alpha: float = 1e-3, n_boot: int = 400, seed: int = 0)
         "z": z,
         "alpha": alpha,
         "rows": matters,
+        "helps": helps,
         "lam_star": {m: full[m]["lam_star"] for m in errs},
         "mean": {m: full[m]["mean"] for m in errs},
         "slope": slopes,
