@@ -917,7 +917,7 @@ def use_adamw_experiment(fast: bool = False) -> dict:
 def use_adamw(fast: bool = False) -> ClaimResult:
     """The conclusion's advice, weighed against what the chapters measured.
 
-    The rule, fixed before the grid was summarised: the advice holds outright only if
+    The rule: the advice holds outright only if
     the post's reason holds (Adam + L2 misses the regularised objective) and AdamW is
     nowhere worse; it holds with a qualification if the reason fails but AdamW is
     measurably better at some learning rate and worse at none; otherwise it does not
