@@ -48,6 +48,8 @@ def seed_everything(seed: int) -> np.random.Generator:
 def torch_threads(n: int = 1):
     """Run torch's CPU kernels on ``n`` threads inside the block, then restore.
 
+    Works as a context manager and as a decorator (``@torch_threads(1)``).
+
     The book's Monte Carlo loops issue thousands of operations on tensors of 10^5
     entries or fewer. Splitting each over threads gains little, and on a busy
     machine a thread that waits for its partner can cost far more than the work

@@ -8,7 +8,6 @@ two standard-normal columns scaled by 1 and 1000, :math:`\theta_{\text{true}} =
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -20,6 +19,7 @@ from ..claims import ClaimResult, claim_check
 from ..optim import SGD
 from ..problems import LeastSquares, scaled_regression
 from ..stats import z_bound
+from ..utils import torch_threads
 
 U = reg.UNIT_ROUNDOFF
 #: The column scales of the post's design.
@@ -31,32 +31,6 @@ LAMBDA_ACTIVE = 2.0
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 #: Adam's three ways of adding weight decay, by adambook.functional's names.
 ADAM_MODES = {"adam_l2": "l2", "adam_post": "l2_after_moments", "adamw": "decoupled"}
-
-
-class _threads:
-    """Run a block with ``n`` torch threads: the experiments step tensors of a few
-    hundred numbers, which one thread does fastest (on a busy machine, many times so)."""
-
-    def __init__(self, n: int = 1):
-        self.n = n
-
-    def __enter__(self):
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
-
-
-def single_threaded(func):
-    """Decorator: run ``func`` with one torch thread (see :class:`_threads`)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with _threads(1):
-            return func(*args, **kwargs)
-
-    return wrapper
 
 
 def post_problem(device=None) -> LeastSquares:
@@ -86,7 +60,7 @@ def relative_accuracy(problem: LeastSquares, weight_decay) -> float:
 # --------------------------------------------------------------------- SGD: L2 = WD
 
 
-@single_threaded
+@torch_threads(1)
 def sgd_equivalence_experiment(steps=2000, batch=10, weight_decay=LAMBDA, seed=0, device=None):
     r"""SGD without momentum, L2 and decoupled decay, on the same minibatches.
 
@@ -170,7 +144,7 @@ def l2_equals_wd_for_sgd(fast: bool = False) -> ClaimResult:
 # ------------------------------------------------------------ SGD with momentum
 
 
-@single_threaded
+@torch_threads(1)
 def momentum_experiment(steps=20_000, weight_decay=LAMBDA, device=None):
     r"""Momentum SGD (torch's convention) with L2 and with decoupled decay, full batch.
 
@@ -271,7 +245,7 @@ def constant(lr0: float, total: int):
 # ------------------------------------------------------------- Adam, full batch
 
 
-@single_threaded
+@torch_threads(1)
 def run_adam(problem, kind, weight_decay, schedule, theta0=None, eps=EPS, record_every=0):
     r"""Full-batch Adam with weight decay in one of three places, through
     adambook.functional.adam (``kind`` is a key of :data:`ADAM_MODES`).
@@ -311,7 +285,7 @@ def run_adam(problem, kind, weight_decay, schedule, theta0=None, eps=EPS, record
     return out
 
 
-@single_threaded
+@torch_threads(1)
 def effective_decay_experiment(lrs=(1e-2, 1e-3), steps=20_000, weight_decay=LAMBDA,
                                record_every=20, device=None):
     r"""The per-coordinate decay factor of Adam + L2 along full-batch runs.
@@ -378,7 +352,7 @@ def nonuniform_effective_decay(fast: bool = False) -> ClaimResult:
     )
 
 
-@single_threaded
+@torch_threads(1)
 def adam_update_gap_experiment(steps=2_000, lr=1e-3, weight_decay=LAMBDA, device=None):
     r"""Adam + L2 (torch's form and the post's form) and AdamW from the same start.
 
@@ -465,7 +439,7 @@ def ridge_full_batch_experiment(fast: bool = False, device=None, record_every="l
     return out
 
 
-@single_threaded
+@torch_threads(1)
 def _ridge_run(P, part, schedule, fast, record_every, linf) -> dict:
     if part == "sgd_l2":
         lr, mu = reg.heavy_ball(P, LAMBDA)
@@ -600,7 +574,7 @@ def adamw_fixes_it(fast: bool = False) -> ClaimResult:
 # --------------------------------------------------------- ridge: minibatches
 
 
-@single_threaded
+@torch_threads(1)
 def ridge_minibatch_experiment(runs=1000, steps=10_000, lr=1e-3, batch=1, seed=0,
                                alpha=1e-3, device=None):
     r"""Adam + L2 (both forms) and AdamW with minibatches: where the average iterate sits.
@@ -723,7 +697,7 @@ def decay_grid_experiment(lrs=None, lams=None, seeds=16, steps=800, batch=20, hi
     L, K, S = len(lrs), len(lams), seeds
     n_params = d * hidden + 2 * hidden + 1
     errors = {}
-    with _threads(1):
+    with torch_threads(1):
         for method in ("adam_l2", "adamw"):
             gen = torch.Generator(device=X.device).manual_seed(seed + 1)
             grid = torch.cartesian_prod(torch.arange(L), torch.arange(K), torch.arange(S))
@@ -957,7 +931,7 @@ def use_adamw(fast: bool = False) -> ClaimResult:
 # ------------------------------------------------------------- AdamW: ℓ∞ view
 
 
-@single_threaded
+@torch_threads(1)
 def linf_sweep_experiment(lams=None, fast: bool = False, device=None):
     r"""Full-batch AdamW on the post's design for many λ at once, through
     :func:`adambook.transforms.adamw` with one λ per row.
@@ -977,7 +951,7 @@ def linf_sweep_experiment(lams=None, fast: bool = False, device=None):
     theta = torch.zeros(K, 2, dtype=P.X.dtype, device=P.X.device)
     opt = T.adamw(lambda count: schedule(count + 1), lam, BETA1, BETA2, EPS)
     state = opt.init(theta)
-    with _threads(1):
+    with torch_threads(1):
         for _ in range(schedule.total):
             g = (theta @ P.X.T - P.y) @ P.X / P.n
             updates, state = opt.update(g, state, theta)
@@ -1000,7 +974,7 @@ def linf_sweep_experiment(lams=None, fast: bool = False, device=None):
 # ------------------------------------------------ AdamW: two parametrizations
 
 
-@single_threaded
+@torch_threads(1)
 def parametrization_experiment(alphas=(1e-2, 1e-3), lam_torch=LAMBDA_ACTIVE, device=None):
     r"""Retune the learning rate of full-batch AdamW under torch's and the paper's λ.
 
