@@ -1,12 +1,21 @@
 # The README's two commands. Each one sets up .venv on first use, so that a fresh
 # clone needs nothing but Python 3.11+ and make.
-#   make test   unit tests + every chapter executed under nbval
+#   make test   unit tests + every chapter executed under nbval + the book-level
+#               tests (reproducibility, and every page in headless Chromium)
 #   make book   the rendered book, every chapter executed, warnings as errors
+#   make bench  benchmarks/run.py: chapter, build and optimizer-step timings,
+#               written to benchmarks/RESULTS.md (BENCH_ARGS=--quick for a small run)
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The browser test drives Debian's Chromium (Playwright is only the driver; no
+# browser is ever downloaded). `make test` installs it when it is missing: CI runs as
+# root on a fresh Debian machine; elsewhere this needs sudo.
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
+BENCH_ARGS ?=
 
 .PHONY: test book bench clean
 
@@ -17,12 +26,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf _build

@@ -1,0 +1,373 @@
+"""The book as a whole: its pages, executing a chapter, what a chapter printed.
+
+Tooling for the tests that read the book as a reader meets it
+(``tests/test_browser.py``, ``tests/test_reproducible.py``) and for
+``benchmarks/run.py``. No chapter imports this module.
+
+Everything is discovered, nothing is named: the pages are the entries of
+``_toc.yml``, the chapters are those pages that are notebooks.
+
+>>> root = find_root()
+>>> all(p.source.is_file() for p in toc_pages(root))
+True
+>>> all(p.source.suffix == ".ipynb" for p in chapters(root))
+True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "Page",
+    "Execution",
+    "find_root",
+    "toc_pages",
+    "chapters",
+    "execute_chapter",
+    "code_cells",
+    "printed_results",
+    "compare_results",
+    "build_html",
+    "jupyter_book_command",
+]
+
+#: What ``make book`` passes to ``jupyter-book build``; the tests build the same way.
+BUILD_FLAGS = ["--all", "-W", "-n", "--keep-going"]
+
+#: Folders and files never copied into a build tree (local environments and outputs).
+_NOT_SOURCES = (".git", ".venv", "_build", "artifacts", "__pycache__", ".pytest_cache",
+                "*.egg-info", ".ipynb_checkpoints")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One entry of ``_toc.yml``: its Sphinx docname and its source file."""
+
+    docname: str
+    source: Path
+
+    @property
+    def html(self) -> str:
+        """Path of the page in the built HTML, relative to ``_build/html``."""
+        return self.docname + ".html"
+
+    @property
+    def name(self) -> str:
+        return self.docname.rsplit("/", 1)[-1]
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The book's root: the nearest folder upwards holding ``_toc.yml`` and ``_config.yml``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "_config.yml").is_file():
+            return folder
+    # Fall back to the checkout this package is installed from (pip install -e .).
+    pkg = Path(__file__).resolve().parents[1]
+    if (pkg / "_toc.yml").is_file():
+        return pkg
+    raise FileNotFoundError(f"no _toc.yml above {here}")
+
+
+def _resolve(root: Path, entry: str) -> Path:
+    base = root / entry
+    for suffix in ("", ".ipynb", ".md", ".rst"):
+        candidate = base.with_name(base.name + suffix)
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"_toc.yml names {entry!r}, which is not a file under {root}")
+
+
+def toc_pages(root: Path) -> list[Page]:
+    """Every page that ``_toc.yml`` lists, in its order (``file``, ``root`` and ``glob``)."""
+    import yaml
+
+    root = Path(root)
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    found: list[Page] = []
+
+    def add(source: Path) -> None:
+        docname = source.relative_to(root).with_suffix("").as_posix()
+        if docname not in {p.docname for p in found}:
+            found.append(Page(docname, source))
+
+    def walk(node) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            if "root" in node:
+                add(_resolve(root, node["root"]))
+            if "file" in node:
+                add(_resolve(root, node["file"]))
+            if "glob" in node:
+                for path in sorted(root.glob(node["glob"])):
+                    if path.suffix in (".ipynb", ".md", ".rst"):
+                        add(path)
+            for key in ("parts", "chapters", "sections"):
+                if key in node:
+                    walk(node[key])
+
+    walk(toc)
+    return found
+
+
+def chapters(root: Path) -> list[Page]:
+    """The pages of ``_toc.yml`` that are notebooks: the chapters that execute."""
+    return [p for p in toc_pages(root) if p.source.suffix == ".ipynb"]
+
+
+# ------------------------------------------------------------------------ execution
+
+#: Variables that set the size of the thread pools of torch (OpenMP), MKL and OpenBLAS.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+_PROBE = (
+    "print(__import__('torch').get_num_threads(), "
+    "__import__('os').environ.get('PYTHONHASHSEED', ''))"
+)
+
+
+@dataclass
+class Execution:
+    """A chapter executed in a fresh kernel, and what the kernel reported afterwards."""
+
+    notebook: object  # nbformat.NotebookNode, with outputs
+    threads: int  # torch.get_num_threads() in the kernel after the last cell
+    hashseed: str  # PYTHONHASHSEED in the kernel ('' if unset, i.e. random)
+    startup_seconds: float  # starting the kernel
+    seconds: float  # executing the chapter's cells, kernel start excluded
+    cell_seconds: list[float] = field(default_factory=list)
+
+
+def execute_chapter(
+    path: Path,
+    *,
+    threads: int | None = None,
+    hashseed: str | None = None,
+    timeout: int | None = 600,
+) -> Execution:
+    """Execute the notebook at ``path`` in a fresh kernel, the way the book build does.
+
+    The kernel runs in the notebook's folder. ``threads`` sets the thread pools of
+    torch, MKL and OpenBLAS through the environment before the kernel starts, and
+    ``hashseed`` sets ``PYTHONHASHSEED`` (the order of iterating over a set of
+    strings). After the last cell a probe asks the kernel which thread count torch
+    really used. A failing cell raises ``nbclient.exceptions.CellExecutionError``.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path).resolve()
+    nb = nbformat.read(path, as_version=4)
+    env = dict(os.environ)
+    if threads is not None:
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
+    if hashseed is not None:
+        env["PYTHONHASHSEED"] = str(hashseed)
+    kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=kernel,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    t0 = time.perf_counter()
+    cell_seconds = []
+    with client.setup_kernel(env=env):
+        t1 = time.perf_counter()
+        # As NotebookClient.execute does: record the kernel's language_info (the
+        # build picks the code lexer from it), then run every cell in order.
+        reply = client.wait_for_reply(client.kc.kernel_info())
+        nb.metadata["language_info"] = reply["content"]["language_info"]
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            t = time.perf_counter()
+            client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+            cell_seconds.append(time.perf_counter() - t)
+        client.set_widgets_metadata()
+        t2 = time.perf_counter()
+        probe = nbformat.v4.new_code_cell(_PROBE)
+        nb.cells.append(probe)
+        try:
+            client.execute_cell(probe, len(nb.cells) - 1, store_history=False)
+        finally:
+            nb.cells.pop()
+    reported = "".join(o.get("text", "") for o in probe.outputs).split()
+    return Execution(
+        notebook=nb,
+        threads=int(reported[0]),
+        hashseed=reported[1] if len(reported) > 1 else "",
+        startup_seconds=t1 - t0,
+        seconds=t2 - t1,
+        cell_seconds=cell_seconds,
+    )
+
+
+# ------------------------------------------------------------------ printed results
+
+_IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip"}
+_IGNORE_COMMENT = re.compile(r"^\s*#\s*(NBVAL_IGNORE_OUTPUT|NBVAL_SKIP)\s*$", re.M)
+#: matplotlib writes the time of saving into every SVG; nothing else in it varies.
+_SVG_DATE = re.compile(r"<dc:date>[^<]*</dc:date>")
+#: The default repr of a Python object ends with its memory address.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+
+
+def code_cells(notebook) -> list:
+    """The code cells of a notebook, in order (their index is nbval's cell number)."""
+    return [c for c in notebook.cells if c.cell_type == "code"]
+
+
+def output_is_ignored(cell) -> bool:
+    """True for a cell marked, in nbval's words, as having output that may vary.
+
+    A chapter marks such a cell (one that prints a wall-clock time, say) with the tag
+    ``nbval-ignore-output`` or the comment ``# NBVAL_IGNORE_OUTPUT``; the
+    reproducibility test then leaves that cell's output out of the comparison.
+    """
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    return bool(tags & _IGNORE_TAGS) or bool(_IGNORE_COMMENT.search(cell.source))
+
+
+def _normalise(mime: str, value) -> str:
+    if not isinstance(value, str):
+        import json
+
+        value = json.dumps(value, sort_keys=True)
+    if mime == "image/svg+xml":
+        value = _SVG_DATE.sub("<dc:date/>", value)
+    if mime == "text/plain":
+        value = _ADDRESS.sub(" at 0x…>", value)
+    return value
+
+
+def printed_results(cells_and_outputs) -> tuple[dict[str, str], list[int]]:
+    """Everything a chapter shows a reader, keyed so that two runs can be compared.
+
+    ``cells_and_outputs`` is a list of ``(cell, outputs)`` pairs, one per code cell in
+    order. Returns ``(results, ignored)``: ``results`` maps
+
+    * ``"cell K stdout"`` / ``"cell K stderr"`` to the text the K-th code cell printed,
+    * ``"glue NAME MIME"`` to a value glued for the prose (myst-nb ``glue``),
+    * ``"cell K output J MIME"`` to every other displayed value (figures included),
+
+    after two normalisations that remove what legitimately changes between runs and
+    nothing else: the save time in a matplotlib SVG and the memory address in an
+    object's default repr. ``ignored`` lists the code cells left out because they are
+    marked as varying (see :func:`output_is_ignored`).
+
+    >>> from nbformat.v4 import new_code_cell, new_output
+    >>> cell = new_code_cell("print(1)")
+    >>> out = new_output("stream", name="stdout", text="1\\n")
+    >>> printed_results([(cell, [out])])
+    ({'cell 0 stdout': '1\\n'}, [])
+    """
+    results: dict[str, str] = {}
+    ignored: list[int] = []
+    for k, (cell, outputs) in enumerate(cells_and_outputs):
+        if output_is_ignored(cell):
+            ignored.append(k)
+            continue
+        j = 0
+        for out in outputs:
+            kind = out.get("output_type")
+            if kind == "stream":
+                key = f"cell {k} {out['name']}"
+                results[key] = results.get(key, "") + out["text"]
+            elif kind in ("display_data", "execute_result"):
+                glued = out.get("metadata", {}).get("scrapbook", {}).get("name")
+                # glue(display=False) prefixes each MIME type with the prefix it
+                # records in the metadata; key and normalise by the type underneath.
+                prefix = out.get("metadata", {}).get("scrapbook", {}).get("mime_prefix", "")
+                for mime, value in sorted(out.get("data", {}).items()):
+                    mime = mime.removeprefix(prefix) if prefix else mime
+                    key = f"glue {glued} {mime}" if glued else f"cell {k} output {j} {mime}"
+                    results[key] = _normalise(mime, value)
+                j += 0 if glued else 1
+            elif kind == "error":
+                results[f"cell {k} error"] = f"{out.get('ename')}: {out.get('evalue')}"
+    return results, ignored
+
+
+def _first_difference(a: str, b: str, context: int = 60) -> str:
+    i = next((n for n, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    lo = max(0, i - context)
+    return (f"first difference at character {i} of {len(a)} / {len(b)}:\n"
+            f"      run A: ...{a[lo:i + context]!r}\n      run B: ...{b[lo:i + context]!r}")
+
+
+def compare_results(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """One line per difference between two :func:`printed_results`; empty if equal.
+
+    >>> compare_results({"cell 0 stdout": "1.0"}, {"cell 0 stdout": "1.1"})[0].splitlines()[0]
+    'cell 0 stdout differs: first difference at character 2 of 3 / 3:'
+    """
+    problems = []
+    for key in sorted(set(a) | set(b)):
+        if key not in b:
+            problems.append(f"{key}: only in run A")
+        elif key not in a:
+            problems.append(f"{key}: only in run B")
+        elif a[key] != b[key]:
+            problems.append(f"{key} differs: {_first_difference(a[key], b[key])}")
+    return problems
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def jupyter_book_command() -> list[str]:
+    """``jupyter-book`` of the running environment."""
+    exe = Path(sys.executable).parent / "jupyter-book"
+    return [str(exe)] if exe.exists() else [shutil.which("jupyter-book") or "jupyter-book"]
+
+
+def copy_sources(root: Path, dest: Path) -> Path:
+    """Copy the book's sources (not .venv, _build, .git, artifacts) to ``dest``."""
+    shutil.copytree(root, dest, ignore=shutil.ignore_patterns(*_NOT_SOURCES))
+    return dest
+
+
+def build_html(root: Path, dest: Path, executed: dict | None = None,
+               log: Path | None = None) -> tuple[Path, float]:
+    """Build the HTML book from a fresh copy of the sources at ``dest``.
+
+    With ``executed`` (source path -> executed notebook) the chapters are written with
+    their outputs and the build is told not to execute (``execute_notebooks: off``):
+    the Sphinx half of ``make book`` on outputs computed elsewhere. Without it the
+    build executes every chapter, exactly as ``make book`` does, from scratch (the copy
+    has no ``_build`` and so no cache). Flags as in ``make book`` (:data:`BUILD_FLAGS`).
+    Returns the HTML folder and the build's wall time; raises ``RuntimeError`` with
+    the end of the log when the build fails.
+    """
+    import nbformat
+    import yaml
+
+    root, dest = Path(root).resolve(), Path(dest)
+    src = copy_sources(root, dest)
+    if executed is not None:
+        config_path = src / "_config.yml"
+        config = yaml.safe_load(config_path.read_text())
+        config.setdefault("execute", {})["execute_notebooks"] = "off"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        for path, nb in executed.items():
+            nbformat.write(nb, src / Path(path).resolve().relative_to(root))
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [*jupyter_book_command(), "build", str(src), *BUILD_FLAGS],
+        cwd=src, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    seconds = time.perf_counter() - t0
+    if log is not None:
+        Path(log).write_text(proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
+    return src / "_build" / "html", seconds
