@@ -882,7 +882,7 @@ def _run_forked(jobs: list[dict], parallel: int, timeout_s: float,
     proc = subprocess.Popen(
         [sys.executable, "-c", "from adambook.memory import _serve; _serve()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=env, start_new_session=True,
+        env=env, cwd=root, start_new_session=True,  # cwd: import this very adambook
     )
     try:
         out, err = proc.communicate(json.dumps(request).encode(), timeout=timeout_s)
