@@ -540,24 +540,35 @@ def _build_model(model: str, model_kwargs: dict, seed: int, device="cpu"):
     raise ValueError(f"unknown model {model!r}")
 
 
-def _measure_steps(baseline, peak, optimizer: str, library: str = "torch",
-                   model: str = "mlp", model_kwargs: dict | None = None, batch: int = 8,
-                   steps: int = 2, seed: int = 0, opt_kwargs: dict | None = None,
-                   device="cpu") -> dict:
-    """Peak memory of ``steps`` training steps above ``baseline()``, read by ``peak()``.
+def _warm_up_job(optimizer: str, library: str = "torch", model: str = "mlp",
+                 model_kwargs: dict | None = None, batch: int = 8, seed: int = 0,
+                 opt_kwargs: dict | None = None, device="cpu", **_) -> None:
+    """Two steps on one layer of a job's shapes, with its optimizer and batch.
 
-    First a warm-up on one layer of the same shapes, with the same optimizer and
-    batch: it loads the code of every kernel the measured steps run and lets the
-    math libraries allocate their workspaces before the baseline is taken.
+    This loads the code of every kernel the measured steps run and lets the math
+    libraries allocate their workspaces, so that neither lands in the measurement.
     """
-    t_start = time.perf_counter()
     model_kwargs, opt_kwargs = model_kwargs or {}, opt_kwargs or {}
     depth_key = {"mlp": "depth", "transformer": "num_layers"}[model]
     tiny = _build_model(model, dict(model_kwargs, **{depth_key: 1}), seed, device)
     opt = make_optimizer(optimizer, tiny.parameters(), library, **opt_kwargs)
     for _ in range(2):
         train_step(tiny, opt, model_input(tiny, batch))
-    del tiny, opt
+
+
+def _measure_steps(baseline, peak, optimizer: str, library: str = "torch",
+                   model: str = "mlp", model_kwargs: dict | None = None, batch: int = 8,
+                   steps: int = 2, seed: int = 0, opt_kwargs: dict | None = None,
+                   device="cpu", warm_up: bool = True) -> dict:
+    """Peak memory of ``steps`` training steps above ``baseline()``, read by ``peak()``.
+
+    With ``warm_up``, first :func:`_warm_up_job` (a parent that forks the
+    measurement can do it once for all its children instead).
+    """
+    t_start = time.perf_counter()
+    model_kwargs, opt_kwargs = model_kwargs or {}, opt_kwargs or {}
+    if warm_up:
+        _warm_up_job(optimizer, library, model, model_kwargs, batch, seed, opt_kwargs, device)
     gc.collect()  # free any reference cycles of the warm-up before the baseline
     base = baseline()
 
@@ -772,20 +783,6 @@ def _zero_rank_job(rank: int, world_size: int, port: int, model: str = "transfor
 _JOBS = {"peak_rss": _peak_rss_job, "zero_rank": _zero_rank_job}
 
 
-def _warm_up() -> None:
-    """Initialise torch's CPU libraries once in the parent, so each child starts warm.
-
-    A first matrix product, backward pass and optimizer step pay a one-time set-up
-    (seconds on a busy machine); paid here, the forked children inherit it.
-    """
-    for model in (mlp(32, 2), transformer(16, 2, 1, 32)):
-        for name, kw in (("sgd", {}), ("adam", {}), ("adam", {"foreach": True}),
-                         ("adam", {"fused": True})):
-            opt = make_optimizer(name, model.parameters(), **kw)
-            for _ in range(2):
-                train_step(model, opt, model_input(model, 2, seq_len=4))
-
-
 def _die_with_parent(parent: int | None) -> None:
     """Ask Linux to kill this process when its parent dies (``PR_SET_PDEATHSIG``).
 
@@ -810,7 +807,13 @@ def _serve() -> None:
     """The process that :func:`_run_forked` starts: fork one child per job.
 
     Reads ``{"jobs": [...], "parallel": k, "child_timeout": s}`` as JSON on stdin.
-    The parent imports torch once and never runs a kernel; each job runs in a child
+    The parent imports torch once and, with ``"warm_up"``, runs
+    :func:`_warm_up_job` once for each distinct peak-RSS job, on one thread: a
+    first matrix product, backward pass and optimizer step pay a one-time set-up
+    (seconds on a busy machine) that the forked children inherit. Each child still
+    warms up itself: fork does not copy the page tables of the libraries' code, so
+    a child faults in every code page it runs, and its own warm-up keeps those
+    faults (tens of megabytes) out of the measurement. Each job runs in a child
     forked from it, at most ``parallel`` at a time, each with an alarm of
     ``child_timeout`` seconds. Prints the list of results as JSON.
     """
@@ -822,7 +825,14 @@ def _serve() -> None:
     for name in request.get("preload", []):  # imported once here, not in every child
         importlib.import_module(name)
     if request.get("warm_up", True):
-        _warm_up()
+        warmed = set()
+        for job in jobs:
+            key = json.dumps(job["kwargs"], sort_keys=True)
+            if job["fn"] == "peak_rss" and key not in warmed:
+                _warm_up_job(**job["kwargs"])
+                warmed.add(key)
+    gc.collect()
+    gc.freeze()  # the children's collections then skip everything made so far
     results: list = [None] * len(jobs)
     running: dict[int, tuple[int, int]] = {}  # pid -> (job index, read end of its pipe)
     server = os.getpid()

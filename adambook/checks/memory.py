@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 from .. import memory as M
@@ -42,6 +43,7 @@ def count_experiment(fast: bool = False) -> list[dict]:
 SWEEP_BATCHES = (1, 4, 16)
 
 
+@functools.cache
 def rss_experiment(repeats: int = 3) -> dict:
     """Peak RSS of two training steps, each in a fresh process.
 
@@ -49,8 +51,12 @@ def rss_experiment(repeats: int = 3) -> dict:
     (torch.optim, its default single-tensor step on the CPU) and of Adam's foreach
     and fused steps, on the 50.4M-parameter :func:`~adambook.memory.mlp` with a
     batch of 8; and one run of Adam on the default
-    :func:`~adambook.memory.transformer` at each batch size of :data:`SWEEP_BATCHES`. Returns the runs and their
-    :func:`~adambook.memory.summarize_peaks`.
+    :func:`~adambook.memory.transformer` at each batch size of :data:`SWEEP_BATCHES`.
+    Returns the runs and their :func:`~adambook.memory.summarize_peaks`.
+
+    The result is kept for the life of the process, so that a chapter can run the
+    measurement in a cell of its own before the check that uses it;
+    ``rss_experiment.cache_clear()`` measures again.
     """
     extra = [{"optimizer": "adam", "opt_kwargs": {"foreach": True}},
              {"optimizer": "adam", "opt_kwargs": {"fused": True}}]
