@@ -1,0 +1,366 @@
+"""adambook.memory: byte counts, the accounting at scale, Lion, and the measurements."""
+
+import math
+import os
+import signal
+import socket
+import subprocess
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+import adambook
+from adambook import memory as M
+
+SLOTS = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2, "lion": 1}
+LIBRARIES = {name: ["adambook", "torch"] for name in M.OPTIMIZER_NAMES}
+LIBRARIES["lion"] = ["adambook"]
+CASES = [(name, lib) for name, libs in LIBRARIES.items() for lib in libs]
+
+
+def small_transformer(device="cpu"):
+    return M.transformer(d_model=32, nhead=4, num_layers=2, dim_feedforward=64, device=device)
+
+
+# ------------------------------------------------------------------------ counting
+
+
+@pytest.mark.parametrize("name,library", CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_state_is_a_whole_number_of_parameter_copies(name, library, dtype, device):
+    net = M.mlp(width=16, depth=3, dtype=dtype, device=device)
+    opt = M.make_optimizer(name, net.parameters(), library)
+    M.train_step(net, opt, M.model_input(net, 4))
+    c = M.count_memory(opt)
+    size = dtype.itemsize
+    assert c.numel == 3 * (16 * 16 + 16) and c.params == c.numel * size
+    assert c.grads == c.params
+    assert c.state == SLOTS[name] * c.params
+    assert c.ratio("params+state") == 1 + SLOTS[name]
+    assert c.ratio("params+grads+state") == 2 + SLOTS[name]
+    # torch.optim keeps Adam's step as a 0-d tensor per parameter; adambook an int.
+    torch_step = library == "torch" and name.startswith("adam")
+    assert c.scalars == (c.n_tensors * 4 if torch_step else 0)
+
+
+def test_count_is_zero_before_the_first_step():
+    net = M.mlp(width=8, depth=2)
+    opt = torch.optim.Adam(net.parameters())
+    c = M.count_memory(opt)
+    assert (c.grads, c.state, c.scalars) == (0, 0, 0) and c.params > 0
+
+
+def test_every_parameter_group_is_counted():
+    lin = torch.nn.Linear(4, 4)
+    opt = torch.optim.Adam([{"params": [lin.weight]}, {"params": [lin.bias], "lr": 0.1}])
+    lin(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    c = M.count_memory(opt)
+    assert c.params == 4 * 20 and c.state == 2 * 4 * 20
+
+
+def test_ratio_is_exact():
+    c = M.MemoryCount(params=3, grads=3, state=6, scalars=0, numel=1, n_tensors=1)
+    assert c.ratio("params+state") == Fraction(3)
+    assert c.ratio("params+state", "params+grads") == Fraction(3, 2)
+
+
+def test_adafactor_state_is_rows_plus_columns():
+    net = small_transformer()
+    opt = torch.optim.Adafactor(net.parameters(), lr=1e-2)
+    M.train_step(net, opt, M.model_input(net, 2, seq_len=8))
+    for p in net.parameters():
+        state = opt.state[p]
+        numel = sum(t.numel() for k, t in state.items() if k != "step")
+        assert numel == M.adafactor_state_numel(p.shape)
+        if p.dim() == 2:
+            n, m = p.shape
+            assert state["row_var"].numel() == n and state["col_var"].numel() == m
+
+
+def test_saved_activation_bytes_excludes_parameters_and_is_linear_in_batch():
+    net = small_transformer()
+    sizes = []
+    for batch in (1, 2, 4):
+        with M.saved_activation_bytes(net) as acts:
+            net(M.model_input(net, batch, seq_len=8)).sum().backward()
+        sizes.append(acts.bytes)
+        assert 0 < acts.largest <= acts.bytes and acts.count > 0
+    assert sizes[1] == 2 * sizes[0] and sizes[2] == 4 * sizes[0]
+
+
+# ----------------------------------------------------------------- at model scale
+
+
+def test_bytes_per_param_components():
+    assert M.bytes_per_param("sgd_momentum", "fp32") == {
+        "weights": 4, "grads": 4, "master": 0, "state": 4, "total": 12}
+    assert M.bytes_per_param("adam", "mixed") == {
+        "weights": 2, "grads": 2, "master": 4, "state": 8, "total": 16}
+    eight = M.bytes_per_param("adam8bit", "mixed")
+    assert eight["state"] == pytest.approx(2 * (1 + 4 / 2048))
+    with pytest.raises(ValueError, match="precision"):
+        M.bytes_per_param("adam", "fp8")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        M.bytes_per_param("rmsprop")
+
+
+def test_table_rows():
+    rows = M.training_memory_table()
+    assert [r["model"] for r in rows] == list(M.MODEL_SIZES)
+    big = rows[-1]
+    assert big["fp32 Adam"] == pytest.approx(70e9 * 16 / 1e9)
+    assert big["mixed Adam"] == big["fp32 Adam"]
+    assert big["fp32 SGD"] * 2 == big["fp32 Adam"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adam", "adamw", "lion"])
+def test_fp32_table_matches_live_count(name, device):
+    net = small_transformer(device)
+    lib = "adambook" if name == "lion" else "torch"
+    opt = M.make_optimizer(name, net.parameters(), lib)
+    M.train_step(net, opt, M.model_input(net, 2, seq_len=8))
+    c = M.count_memory(opt)
+    assert (c.params + c.grads + c.state) / c.numel == M.bytes_per_param(name)["total"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mixed_precision_table_matches_live_count(dtype):
+    net = M.mlp(width=32, depth=3, dtype=dtype)
+    mw = M.MasterWeights(net, "adam")
+    M.train_step(net, mw, M.model_input(net, 4))
+    c = mw.count()
+    expected = M.bytes_per_param("adam", "mixed")
+    for key in ("weights", "grads", "master", "state"):
+        assert c[key] == expected[key] * c["numel"], key
+    # The low-precision weights are the rounded master weights after the step.
+    for p, m in zip(net.parameters(), mw.master):
+        assert torch.equal(p, m.detach().to(dtype))
+
+
+def test_mixed_precision_follows_fp32_adam():
+    net16 = M.mlp(width=32, depth=2, dtype=torch.bfloat16, seed=3)
+    net32 = M.mlp(width=32, depth=2, seed=3)
+    with torch.no_grad():  # start from the same (bf16-representable) weights
+        for a, b in zip(net32.parameters(), net16.parameters()):
+            a.copy_(b.float())
+    mw = M.MasterWeights(net16, "adam", lr=1e-2)
+    opt = torch.optim.Adam(net32.parameters(), lr=1e-2)
+    x = M.model_input(net32, 4)
+    for _ in range(3):
+        M.train_step(net16, mw, x.bfloat16())
+        M.train_step(net32, opt, x)
+    # Same algorithm; only bf16 rounding of the forward pass separates them.
+    for a, b in zip(mw.master, net32.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=5e-2)
+
+
+def test_zero_stages():
+    assert M.zero_bytes_per_param(0, 64) == 16
+    assert M.zero_bytes_per_param(1, 1) == M.zero_bytes_per_param(2, 1) == 16
+    assert M.zero_bytes_per_param(3, 1) == 16
+    assert M.zero_bytes_per_param(2, 64) == pytest.approx(2 + 14 / 64)
+
+
+def test_eightbit_arithmetic():
+    assert M.eightbit_state_bytes(2048) == 2 * (2048 + 4)
+    assert M.eightbit_state_bytes(2049) == 2 * (2049 + 8)
+    assert M.eightbit_state_bytes(10, slots=1) == 14
+
+
+# --------------------------------------------------------------------------- Lion
+
+
+def reference_lion(theta, grads, lr, b1, b2, wd):
+    """Chen et al. (2023), Algorithm 2, written out with plain tensors."""
+    theta, m = theta.clone(), torch.zeros_like(theta)
+    for g in grads:
+        update = torch.sign(b1 * m + (1 - b1) * g)
+        theta = theta - lr * (update + wd * theta)
+        m = b2 * m + (1 - b2) * g
+    return theta, m
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_lion_matches_the_paper(wd, device):
+    gen = torch.Generator().manual_seed(0)
+    theta0 = torch.randn(50, generator=gen, dtype=torch.float64)
+    grads = [torch.randn(50, generator=gen, dtype=torch.float64) for _ in range(20)]
+    p = torch.nn.Parameter(theta0.clone().to(device))
+    opt = M.Lion([p], lr=1e-2, betas=(0.9, 0.99), weight_decay=wd)
+    for g in grads:
+        p.grad = g.to(device)
+        opt.step()
+    theta, m = reference_lion(theta0, grads, 1e-2, 0.9, 0.99, wd)
+    # Each step's update is ±lr exactly, so only the rounding of lerp and of the
+    # decay multiply differ: a few units of 2^-53 per step.
+    torch.testing.assert_close(p.detach().cpu(), theta, rtol=0, atol=1e-13)
+    torch.testing.assert_close(opt.state[p]["exp_avg"].cpu(), m, rtol=0, atol=1e-13)
+    assert opt.state[p]["exp_avg"].device == p.device
+
+
+def test_lion_rejects_bad_hyperparameters():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        M.Lion(p, lr=-1.0)
+    with pytest.raises(ValueError, match="Invalid beta parameter at index 1"):
+        M.Lion(p, betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="Invalid weight_decay"):
+        M.Lion(p, weight_decay=-0.1)
+
+
+def test_make_optimizer_rejects_unknown():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        M.make_optimizer("lion", [torch.nn.Parameter(torch.zeros(1))], "torch")
+
+
+# --------------------------------------------------------------------- bounds
+
+
+def fake_run(**kw):
+    run = {"optimizer": "adam", "opt_kwargs": {}, "largest_param": 100,
+           "largest_activation": 10, "n_activations": 3, "activations": 30,
+           "count": {"params": 1000, "grads": 1000, "state": 2000, "scalars": 8,
+                     "n_tensors": 2}}
+    run.update(kw)
+    return run
+
+
+def test_step_temporaries():
+    assert M.step_temporaries(fake_run()) == (200, 2)
+    assert M.step_temporaries(fake_run(opt_kwargs={"foreach": True})) == (1000, 2)
+    assert M.step_temporaries(fake_run(opt_kwargs={"fused": True})) == (0, 0)
+    assert M.step_temporaries(fake_run(optimizer="sgd_momentum")) == (0, 0)
+
+
+def test_peak_bounds():
+    lo, hi = M.peak_bounds(fake_run())
+    assert lo == 1000 + 2008 + 1000
+    # blocks: params, grads and 2 state slots of 2 tensors, 3 activations, 3 backward
+    # buffers, 2 step temporaries
+    assert hi == 1000 + 1000 + 2008 + 30 + 200 + 30 + M.PAGE_SLACK * (8 + 3 + 3 + 2)
+    lo, _ = M.peak_bounds(fake_run(activations=5000))
+    assert lo == 1000 + 2008 + 5000  # activations above the gradients set the floor
+
+
+# ------------------------------------------------------------------- statistics
+
+
+def test_median_ci_covers_at_the_stated_rate():
+    rng = np.random.default_rng(0)
+    n, trials, alpha = 12, 20_000, 0.05
+    x = rng.lognormal(size=(trials, n))  # skewed, true median 1
+    misses = 0
+    for row in x:
+        _, lo, hi = M.median_ci(row, alpha)
+        misses += not lo <= 1.0 <= hi
+    # At n = 12 and alpha = 0.05 the interval is [x_(3), x_(10)], which misses the
+    # median with probability 2 P(Bin(12, 1/2) <= 2) = 2 (1 + 12 + 66) / 4096 = 0.0386
+    # exactly (continuous data). The miss count is binomial: 6 standard errors.
+    p = 2 * (1 + 12 + 66) / 4096
+    assert abs(misses / trials - p) <= 6 * math.sqrt(p * (1 - p) / trials)
+
+
+def test_median_ci_needs_enough_draws():
+    with pytest.raises(ValueError, match="at least 12"):
+        M.median_ci(np.arange(11.0), alpha=0.01, n_tests=11)
+
+
+def test_time_steps_shapes():
+    r = M.time_steps(numel=4096, n_tensors=2, rounds=2)
+    assert r["times"].shape == (2, len(r["names"])) and (r["times"] >= 0).all()
+    assert ("copy", "copy") in r["names"] and ("fused", "adam") in r["names"]
+    assert r["numel"] == 4096
+    assert torch.get_num_threads() >= 1
+
+
+# ---------------------------------------------------------- processes (Linux)
+
+linux = pytest.mark.skipif(not M.peak_rss_supported(), reason="needs Linux /proc")
+
+
+@linux
+def test_peak_rss_is_at_least_the_live_tensors():
+    runs = M.peak_rss(optimizers=["sgd", "adam"], repeats=1, batch=4,
+                      model_kwargs={"width": 256, "depth": 8}, timeout_s=120)
+    assert [r["optimizer"] for r in runs] == ["sgd", "adam"]
+    for run in runs:
+        lo, hi = M.peak_bounds(run)
+        assert run["peak_increment"] >= lo
+    # Adam's peak is above SGD's by at least its state.
+    sgd, adam = runs
+    assert adam["peak_increment"] - sgd["peak_increment"] >= 0.9 * adam["count"]["state"]
+
+
+@linux
+def test_forked_children_are_killed_on_timeout(monkeypatch):
+    started = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    with pytest.raises(TimeoutError):
+        M.peak_rss(optimizers=["adam"], repeats=1, timeout_s=1.0)
+    (proc,) = started
+    assert proc.returncode is not None
+    with pytest.raises(ProcessLookupError):  # the whole process group is gone
+        os.killpg(proc.pid, 0)
+
+
+@linux
+def test_child_error_is_reported():
+    with pytest.raises(RuntimeError, match="unknown optimizer"):
+        M.peak_rss(optimizers=["rmsprop"], repeats=1, timeout_s=60)
+
+
+def test_free_port_is_bindable():
+    port = M.free_port()
+    assert 1024 <= port < 65536
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("model,kwargs", [
+    ("mlp", {"width": 64, "depth": 5}),
+    ("transformer", {"d_model": 32, "nhead": 4, "num_layers": 2, "dim_feedforward": 48}),
+])
+def test_zero_shards_adam_state_over_two_ranks(model, kwargs):
+    ranks = M.zero_state_per_rank(world_size=2, model=model, model_kwargs=kwargs, timeout_s=120)
+    assert [r["rank"] for r in ranks] == [0, 1]
+    total = 2 * ranks[0]["all_params"]
+    assert sum(r["state"] for r in ranks) == total
+    largest_state = 2 * ranks[0]["largest_param"]
+    for r in ranks:
+        # Greedy partition by size: the ranks differ by at most one tensor's state.
+        assert abs(r["state"] - total / 2) <= largest_state / 2
+        assert r["param_gap"] == 0.0 and r["backend"] == "gloo"
+
+
+# --------------------------------------------------------------------- CUDA
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("name,kwargs", [("sgd", {}), ("adam", {"foreach": False}),
+                                         ("adam", {"foreach": True}), ("adam", {"fused": True})])
+def test_cuda_step_peak_within_bounds(name, kwargs):
+    run = M.cuda_step_peak(name, model_kwargs={"width": 512, "depth": 8}, batch=8,
+                           opt_kwargs=kwargs)
+    lo, hi = M.peak_bounds(run)
+    assert lo <= run["peak_increment"] <= hi
+
+
+def test_adambook_and_torch_agree_on_state_size():
+    a = M.mlp(width=8, depth=2)
+    b = M.mlp(width=8, depth=2)
+    oa, ob = adambook.AdamW(a.parameters()), torch.optim.AdamW(b.parameters())
+    for net, opt in ((a, oa), (b, ob)):
+        M.train_step(net, opt, M.model_input(net, 2))
+    assert M.count_memory(oa).state == M.count_memory(ob).state
