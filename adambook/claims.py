@@ -34,6 +34,7 @@ __all__ = [
     "confirm",
     "run_all",
     "registered",
+    "clear_caches",
 ]
 
 #: The only verdicts a check may return.
@@ -112,6 +113,26 @@ def _load_checks() -> None:
 
     for mod in pkgutil.iter_modules(checks.__path__, checks.__name__ + "."):
         importlib.import_module(mod.name)
+
+
+def clear_caches() -> None:
+    """Forget every cached experiment of the checks, so that the next call measures again.
+
+    Checks may cache expensive runs, with ``functools.cache``/``lru_cache`` on a
+    module-level function or in a module-level dict named ``_CACHE``; tests that break
+    the code on purpose call this so that a check cannot answer from a cache filled
+    by the unbroken code.
+    """
+    _load_checks()
+    from . import checks
+
+    for mod in pkgutil.iter_modules(checks.__path__, checks.__name__ + "."):
+        module = importlib.import_module(mod.name)
+        for name, obj in vars(module).items():
+            if callable(getattr(obj, "cache_clear", None)):
+                obj.cache_clear()
+            elif name == "_CACHE" and isinstance(obj, dict):
+                obj.clear()
 
 
 def registered() -> dict[str, Callable[..., ClaimResult]]:

@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
+from .optim import _check_finite_nonneg
+
 __all__ = [
     "MemoryCount",
     "tensor_bytes",
@@ -470,13 +472,12 @@ class Lion(Optimizer):
     """
 
     def __init__(self, params, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0):
-        if not 0.0 <= lr < math.inf:
-            raise ValueError(f"Invalid learning rate: {lr}")
+        _check_finite_nonneg(lr, f"Invalid learning rate: {lr}")
         for i, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
+            _check_finite_nonneg(beta, f"Invalid beta parameter at index {i}: {beta}")
+            if not beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
-        if not 0.0 <= weight_decay < math.inf:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        _check_finite_nonneg(weight_decay, f"Invalid weight_decay value: {weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay))
 
     @torch.no_grad()

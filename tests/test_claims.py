@@ -12,14 +12,16 @@ does the chapter.
 and requires the ledger's row to change and the comparison to catch it.
 """
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import adambook.functional
-from adambook import claims, ledger
+from adambook import claims, ledger, memory, minibatch, moments
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIRM = re.compile(r"""confirm\(\s*["']([\w-]+)["']\s*,\s*expected\s*=\s*["']([\w ]+)["']""")
@@ -123,13 +125,16 @@ def test_ledger_escapes_markup_and_lists_missing_claims():
 # ------------------------------------------------------------------ mutants
 
 
-def _wrap_adam(**change):
-    """A broken adambook.functional.adam: the keyword arguments changed as given."""
-    original = adambook.functional.adam
+def _wrap(name, **change):
+    """A broken ``adambook.functional.<name>``: the keyword arguments changed as given.
+
+    Each change is ``f(value, kwargs) -> new value``.
+    """
+    original = getattr(adambook.functional, name)
 
     def broken(*args, **kwargs):
-        for name, f in change.items():
-            kwargs[name] = f(kwargs.get(name))
+        for arg, f in change.items():
+            kwargs[arg] = f(kwargs.get(arg), kwargs)
         if kwargs.get("amsgrad") is False:
             kwargs.pop("max_exp_avg_sqs", None)
         return original(*args, **kwargs)
@@ -137,23 +142,83 @@ def _wrap_adam(**change):
     return broken
 
 
-#: For each claim, a break in the code that its chapter's proof rests on.
+def _double_state(count_memory):
+    def broken(optimizer):
+        c = count_memory(optimizer)
+        return dataclasses.replace(c, state=2 * c.state)
+
+    return broken
+
+
+def _l2_as_decoupled(mode, kwargs):
+    return "decoupled" if mode in ("l2", "l2_after_moments") else mode
+
+
+#: For each claim, a break in the code that its chapter's proof rests on:
+#: (module, attribute, factory of the broken replacement from the original).
 MUTANTS = {
+    # the minibatch variance factor replaced by the large-N rule 1/|B|
+    "sgd-noise": (minibatch, "finite_population_factor",
+                  lambda f: lambda n, b: 1.0 / np.asarray(b, dtype=float)),
+    # SGD takes half the step it is asked for, so the 2/L edge moves
+    "sgd-one-lr": (adambook.functional, "sgd",
+                   lambda f: _wrap("sgd", lr=lambda lr, k: 0.5 * lr)),
     # the moving average m_t with the wrong weight: beta1^2 instead of beta1
-    "momentum-smooths-noise": _wrap_adam(beta1=lambda b: b * b),
+    "momentum-smooths-noise": (adambook.functional, "adam",
+                               lambda f: _wrap("adam", beta1=lambda b, k: b * b)),
     # epsilon leaks into every step, so the eps = 0 trajectory is no longer invariant
-    "per-coordinate-steps": _wrap_adam(eps=lambda e: e + 1e-6),
+    "per-coordinate-steps": (adambook.functional, "adam",
+                             lambda f: _wrap("adam", eps=lambda e, k: e + 1e-6)),
+    # the optimizer state counted twice
+    "adam-memory-3x": (memory, "count_memory", _double_state),
+    # the zero-started average taken to carry its full weight from step 1
+    "ema-bias": (moments, "ema_mass", lambda f: lambda t, beta: np.ones_like(f(t, beta))),
+    # Adam forgets its bias correction
+    "bias-correction": (adambook.functional, "_bias_corrections",
+                        lambda f: lambda b1, b2, t, enabled: (1.0, 1.0)),
+    # SGD's decoupled decay twice as strong as asked
+    "l2-equals-wd-for-sgd": (adambook.functional, "sgd", lambda f: _wrap(
+        "sgd", weight_decay=lambda w, k: 2 * w if k.get("decoupled_weight_decay") else w)),
+    # Adam + L2 (both forms) applies decoupled decay
+    "l2-not-wd-for-adam": (adambook.functional, "adam",
+                           lambda f: _wrap("adam", weight_decay_mode=_l2_as_decoupled)),
+    "nonuniform-effective-decay": (adambook.functional, "adam",
+                                   lambda f: _wrap("adam", weight_decay_mode=_l2_as_decoupled)),
+    "ridge-stationary-point": (adambook.functional, "adam",
+                               lambda f: _wrap("adam", weight_decay_mode=_l2_as_decoupled)),
+    "use-adamw": (adambook.functional, "adam",
+                  lambda f: _wrap("adam", weight_decay_mode=_l2_as_decoupled)),
+    # AdamW applies its decay as L2
+    "adamw-fixes-it": (adambook.functional, "adam", lambda f: _wrap(
+        "adam", weight_decay_mode=lambda m, k: "l2" if m == "decoupled" else m)),
     # AMSGrad forgets its running maximum and becomes Adam
-    "adam-nonconvergence": _wrap_adam(amsgrad=lambda a: False),
+    "adam-nonconvergence": (adambook.functional, "adam",
+                            lambda f: _wrap("adam", amsgrad=lambda a, k: False)),
     # the second moment decays with beta2^2 instead of beta2
-    "large-beta2-converges": _wrap_adam(beta2=lambda b: b * b),
+    "large-beta2-converges": (adambook.functional, "adam",
+                              lambda f: _wrap("adam", beta2=lambda b, k: b * b)),
 }
+
+
+def test_every_claim_has_a_mutant():
+    assert set(MUTANTS) == set(claims.registered())
+
+
+def test_every_post_claim_has_a_check():
+    missing = [k for k in claims.POST_CLAIMS if k not in claims.registered()]
+    assert not missing, f"claims of the post with no check: {missing}"
 
 
 @pytest.mark.parametrize("key", sorted(MUTANTS))
 def test_breaking_a_chapter_flips_its_ledger_row(key, monkeypatch):
-    monkeypatch.setattr(adambook.functional, "adam", MUTANTS[key])
-    result = claims.get_check(key)(fast=True)
+    module, attribute, factory = MUTANTS[key]
+    monkeypatch.setattr(module, attribute, factory(getattr(module, attribute)))
+    claims.clear_caches()  # no answer from a cache the unbroken code filled
+    try:
+        result = claims.get_check(key)(fast=True)
+    finally:
+        monkeypatch.undo()
+        claims.clear_caches()
     (cells,) = ledger.parse_table(ledger.table([result]))
     assert cells[2] == f"**{result.verdict}**"
     assert result.verdict != expected_verdict(key), f"the mutant of {key} went unnoticed"
