@@ -8,13 +8,13 @@ The chapters import everything they share from here:
 * :mod:`adambook.stats`: standard errors, z-bounds and fitted slopes for assertions;
 * :mod:`adambook.claims`: the post's claims, each with a check that returns a verdict
   (the checks are in :mod:`adambook.checks`, one module per chapter);
-* :func:`pick_device`, :func:`seed_everything`, :func:`use_style`.
+* :func:`pick_device`, :func:`seed_everything`, :func:`torch_threads`, :func:`use_style`.
 """
 
 from . import claims, functional, problems, stats
 from .optim import SGD, Adam, AdamW
 from .plotting import COLORS, use_style
-from .utils import pick_device, seed_everything
+from .utils import pick_device, seed_everything, torch_threads
 
 __all__ = [
     "SGD",
@@ -26,6 +26,7 @@ __all__ = [
     "stats",
     "pick_device",
     "seed_everything",
+    "torch_threads",
     "use_style",
     "COLORS",
 ]
