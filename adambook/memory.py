@@ -42,7 +42,13 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from .optim import _check_finite_nonneg
+from .optim import (
+    _check_betas,
+    _check_finite_nonneg,
+    _check_params_are_real,
+    _grads_of,
+    _ValidatedOptimizer,
+)
 
 __all__ = [
     "MemoryCount",
@@ -449,7 +455,7 @@ class MasterWeights:
 # ------------------------------------------------------------------------- Lion
 
 
-class Lion(Optimizer):
+class Lion(_ValidatedOptimizer):
     r"""Lion (Chen et al. 2023): the sign of an interpolated momentum, one state.
 
     .. math::
@@ -472,16 +478,19 @@ class Lion(Optimizer):
     """
 
     def __init__(self, params, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0):
-        _check_finite_nonneg(lr, f"Invalid learning rate: {lr}")
-        for i, beta in enumerate(betas):
-            _check_finite_nonneg(beta, f"Invalid beta parameter at index {i}: {beta}")
-            if not beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
-        _check_finite_nonneg(weight_decay, f"Invalid weight_decay value: {weight_decay}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+
+    def _validate_group(self, group: dict) -> None:
+        _check_finite_nonneg(group["lr"], f"Invalid learning rate: {group['lr']}")
+        _check_betas(group)
+        _check_finite_nonneg(
+            group["weight_decay"], f"Invalid weight_decay value: {group['weight_decay']}"
+        )
+        _check_params_are_real(group, type(self).__name__)
 
     @torch.no_grad()
     def step(self, closure=None):
+        """Perform one optimization step; ``closure`` re-evaluates the loss, as in torch."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -489,10 +498,7 @@ class Lion(Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
+            for p, g in zip(*_grads_of(group, type(self).__name__)):
                 state = self.state[p]
                 if len(state) == 0:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -81,6 +81,18 @@ class _ValidatedOptimizer(Optimizer):
                 group["betas"] = tuple(float(b) for b in group["betas"])
 
 
+def _check_betas(group: dict) -> None:
+    """Check ``group["betas"]`` is a pair in [0, 1), and store it as a tuple of floats."""
+    betas = group["betas"]
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    for i, beta in enumerate(betas):
+        _check_finite_nonneg(beta, f"Invalid beta parameter at index {i}: {beta}")
+        if not beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+    group["betas"] = (float(betas[0]), float(betas[1]))
+
+
 def _check_params_are_real(group: dict, name: str) -> None:
     for p in group["params"]:
         if torch.is_complex(p):
@@ -251,14 +263,7 @@ class Adam(_ValidatedOptimizer):
     def _validate_group(self, group: dict) -> None:
         _check_finite_nonneg(group["lr"], f"Invalid learning rate: {group['lr']}")
         _check_finite_nonneg(group["eps"], f"Invalid epsilon value: {group['eps']}")
-        betas = group["betas"]
-        if len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        for i, beta in enumerate(betas):
-            _check_finite_nonneg(beta, f"Invalid beta parameter at index {i}: {beta}")
-            if not beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
-        group["betas"] = (float(betas[0]), float(betas[1]))
+        _check_betas(group)
         _check_finite_nonneg(
             group["weight_decay"], f"Invalid weight_decay value: {group['weight_decay']}"
         )

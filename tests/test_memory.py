@@ -211,6 +211,31 @@ def test_lion_rejects_bad_hyperparameters():
         M.Lion(p, weight_decay=-0.1)
 
 
+def test_lion_refuses_what_its_equations_do_not_cover():
+    # Same guards as adambook's other optimizers: a clear error, not a wrong step.
+    z = torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="does not support complex parameters"):
+        M.Lion([z])
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    opt = M.Lion(emb.parameters())
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="does not support sparse gradients"):
+        opt.step()
+    opt = M.Lion([torch.nn.Parameter(torch.zeros(2))])
+    with pytest.raises(ValueError, match="Invalid learning rate: -1.0"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "lr": -1.0})
+    assert len(opt.param_groups) == 1
+
+
+def test_lion_leaves_a_parameter_without_grad_untouched():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = M.Lion([a, b], lr=0.1, weight_decay=0.5)
+    a.grad = torch.ones(2)
+    opt.step()
+    assert torch.equal(b.detach(), torch.ones(2)) and b not in opt.state
+    assert not torch.equal(a.detach(), torch.ones(2))
+
+
 def test_make_optimizer_rejects_unknown():
     with pytest.raises(ValueError, match="unknown optimizer"):
         M.make_optimizer("lion", [torch.nn.Parameter(torch.zeros(1))], "torch")
