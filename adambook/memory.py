@@ -42,13 +42,7 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from .optim import (
-    _check_betas,
-    _check_finite_nonneg,
-    _check_params_are_real,
-    _grads_of,
-    _ValidatedOptimizer,
-)
+from .optim import _evaluate, _grads_of, _ValidatedOptimizer
 
 __all__ = [
     "MemoryCount",
@@ -480,21 +474,10 @@ class Lion(_ValidatedOptimizer):
     def __init__(self, params, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
 
-    def _validate_group(self, group: dict) -> None:
-        _check_finite_nonneg(group["lr"], f"Invalid learning rate: {group['lr']}")
-        _check_betas(group)
-        _check_finite_nonneg(
-            group["weight_decay"], f"Invalid weight_decay value: {group['weight_decay']}"
-        )
-        _check_params_are_real(group, type(self).__name__)
-
     @torch.no_grad()
     def step(self, closure=None):
         """Perform one optimization step; ``closure`` re-evaluates the loss, as in torch."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, wd = group["lr"], group["weight_decay"]

@@ -48,8 +48,19 @@ class _ValidatedOptimizer(Optimizer):
     kept.
     """
 
-    def _validate_group(self, group: dict) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def _validate_group(self, group: dict) -> None:
+        """torch.optim's checks, in its order and wording, for each option the group has."""
+        _check_finite_nonneg(group["lr"], f"Invalid learning rate: {group['lr']}")
+        if "eps" in group:
+            _check_finite_nonneg(group["eps"], f"Invalid epsilon value: {group['eps']}")
+        if "momentum" in group:
+            _check_finite_nonneg(group["momentum"], f"Invalid momentum value: {group['momentum']}")
+        if "betas" in group:
+            _check_betas(group)
+        _check_finite_nonneg(
+            group["weight_decay"], f"Invalid weight_decay value: {group['weight_decay']}"
+        )
+        _check_params_are_real(group, type(self).__name__)
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
@@ -79,6 +90,14 @@ class _ValidatedOptimizer(Optimizer):
                 group.setdefault(key, value)
             if "betas" in group:
                 group["betas"] = tuple(float(b) for b in group["betas"])
+
+
+def _evaluate(closure):
+    """The loss from ``closure`` with autograd on, as torch.optim's ``step`` does; or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def _check_betas(group: dict) -> None:
@@ -169,21 +188,10 @@ class SGD(_ValidatedOptimizer):
         )
         super().__init__(params, defaults)
 
-    def _validate_group(self, group: dict) -> None:
-        _check_finite_nonneg(group["lr"], f"Invalid learning rate: {group['lr']}")
-        _check_finite_nonneg(group["momentum"], f"Invalid momentum value: {group['momentum']}")
-        _check_finite_nonneg(
-            group["weight_decay"], f"Invalid weight_decay value: {group['weight_decay']}"
-        )
-        _check_params_are_real(group, type(self).__name__)
-
     @torch.no_grad()
     def step(self, closure=None):
         """Perform one optimization step; ``closure`` re-evaluates the loss, as in torch."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             params, grads = _grads_of(group, type(self).__name__)
             momentum = group["momentum"]
@@ -260,22 +268,10 @@ class Adam(_ValidatedOptimizer):
         )
         super().__init__(params, defaults)
 
-    def _validate_group(self, group: dict) -> None:
-        _check_finite_nonneg(group["lr"], f"Invalid learning rate: {group['lr']}")
-        _check_finite_nonneg(group["eps"], f"Invalid epsilon value: {group['eps']}")
-        _check_betas(group)
-        _check_finite_nonneg(
-            group["weight_decay"], f"Invalid weight_decay value: {group['weight_decay']}"
-        )
-        _check_params_are_real(group, type(self).__name__)
-
     @torch.no_grad()
     def step(self, closure=None):
         """Perform one optimization step; ``closure`` re-evaluates the loss, as in torch."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             params, grads = _grads_of(group, type(self).__name__)
             exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], []

@@ -389,3 +389,18 @@ def test_adambook_and_torch_agree_on_state_size():
     for net, opt in ((a, oa), (b, ob)):
         M.train_step(net, opt, M.model_input(net, 2))
     assert M.count_memory(oa).state == M.count_memory(ob).state
+
+
+def test_lion_step_with_closure_returns_the_loss():
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = M.Lion([w], lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()  # needs a graph although step() runs under no_grad
+        return loss
+
+    assert opt.step(closure).item() == 2.0
+    # grad 2w > 0, so sign(c) = 1 and each coordinate moves by exactly -lr.
+    torch.testing.assert_close(w.detach(), torch.full((2,), 0.9), rtol=0, atol=0)
