@@ -3,6 +3,9 @@
 #   make test   unit tests + every chapter executed under nbval + the book-level
 #               tests (reproducibility, and every page in headless Chromium)
 #   make book   the rendered book, every chapter executed, warnings as errors
+#   make lab    the chapters in JupyterLab (pinned in requirements-lab.txt)
+#   make seeds  benchmarks/seeds.py: every chapter over 20 seeds, failure rates
+#               against the stated alpha, in benchmarks/SEEDS.md (not run in CI)
 #   make bench  benchmarks/run.py: chapter, build and optimizer-step timings,
 #               written to benchmarks/RESULTS.md (BENCH_ARGS=--quick for a small run)
 
@@ -10,14 +13,16 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LAB    := $(VENV)/.lab-installed
 # The browser test drives Debian's Chromium (Playwright is only the driver; no
 # browser is ever downloaded). `make test` installs it when it is missing: CI runs as
 # root on a fresh Debian machine; elsewhere this needs sudo.
 CHROMIUM := /usr/bin/chromium
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 BENCH_ARGS ?=
+SEEDS_ARGS ?=
 
-.PHONY: test book bench clean
+.PHONY: test book lab bench seeds clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +42,18 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
+$(LAB): $(STAMP) requirements-lab.txt
+	$(BIN)/python -m pip install --quiet -c requirements.txt -r requirements-lab.txt
+	touch $(LAB)
+
+lab: $(LAB)
+	$(BIN)/jupyter lab chapters/
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+seeds: $(STAMP)
+	$(BIN)/python benchmarks/seeds.py $(SEEDS_ARGS)
 
 clean:
 	rm -rf _build

@@ -1,17 +1,22 @@
 """adambook: the package behind the book "Adam and AdamW, proved by running them".
 
-The chapters import everything they share from here:
+A toolbox that the chapters import; the chapters run the experiments themselves.
 
 * :class:`SGD`, :class:`Adam`, :class:`AdamW`: ``torch.optim.Optimizer`` subclasses
   whose step reads like the equations (:mod:`adambook.functional` holds the math);
-* :mod:`adambook.problems`: test problems with closed-form answers;
-* :mod:`adambook.stats`: standard errors, z-bounds and fitted slopes for assertions;
-* :mod:`adambook.claims`: the post's claims, each with a check that returns a verdict
-  (the checks are in :mod:`adambook.checks`, one module per chapter);
-* :func:`pick_device`, :func:`seed_everything`, :func:`torch_threads`, :func:`use_style`.
+* problems with closed forms: :mod:`~adambook.problems`, :mod:`~adambook.minibatch`,
+  :mod:`~adambook.moments`, :mod:`~adambook.decay`, :mod:`~adambook.regularization`,
+  :mod:`~adambook.online`, :mod:`~adambook.teacher`;
+* statistics and measurement: :mod:`~adambook.stats`, :mod:`~adambook.memory`,
+  :mod:`~adambook.measure`;
+* :mod:`adambook.judges`: small pure functions that turn a chapter's measurements
+  into a :class:`~adambook.verdicts.Verdict`, and :func:`adambook.verdicts.publish`,
+  which shows it on the chapter's page and hands it to the claims ledger;
+* :func:`pick_device`, :func:`seed_everything`, :func:`torch_threads`,
+  :func:`use_style` and :data:`COLORS`.
 """
 
-from . import claims, functional, problems, stats
+from . import functional, problems, stats, verdicts
 from .optim import SGD, Adam, AdamW
 from .plotting import COLORS, use_style
 from .utils import pick_device, seed_everything, torch_threads
@@ -20,14 +25,14 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
-    "claims",
     "functional",
     "problems",
     "stats",
+    "verdicts",
     "pick_device",
     "seed_everything",
     "torch_threads",
     "use_style",
     "COLORS",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -11,7 +11,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["z_bound", "mean_se", "variance_se", "linear_fit"]
+__all__ = ["z_bound", "mean_se", "variance_se", "linear_fit", "equivalent",
+           "equivalence_power"]
 
 
 def z_bound(alpha: float = 1e-3, n_tests: int = 1) -> float:
@@ -67,3 +68,34 @@ def linear_fit(x, y):
     s2 = (resid @ resid) / dof if dof > 0 else float("nan")
     se_b = math.sqrt(s2 / ((x - x.mean()) ** 2).sum())
     return float(coef[1]), float(coef[0]), se_b
+
+
+def equivalent(estimate, se, margin: float, z: float):
+    r"""Two one-sided tests: is the true value within ``±margin`` of zero?
+
+    True where the interval :math:`\hat d \pm z\,\mathrm{se}` lies inside
+    :math:`(-\delta, \delta)`. Each one-sided test then rejects "the true value is at
+    or beyond the margin" at the level of ``z``, so a "no difference" is claimed
+    with that error rate, not merely "not rejected".
+
+    >>> bool(equivalent(0.01, 0.01, 0.05, z=3.0)), bool(equivalent(0.01, 0.02, 0.05, 3.0))
+    (True, False)
+    """
+    estimate, se = np.asarray(estimate, float), np.asarray(se, float)
+    return np.abs(estimate) + z * se < margin
+
+
+def equivalence_power(se, margin: float, z: float, true: float = 0.0):
+    r"""Probability that :func:`equivalent` says "within the margin" when the true
+    value is ``true`` and the estimate is normal with standard error ``se``:
+    :math:`\Phi((\delta - z\,\mathrm{se} - t)/\mathrm{se}) - \Phi((-\delta + z\,
+    \mathrm{se} - t)/\mathrm{se})`, zero when the interval is wider than the margin.
+
+    >>> round(float(equivalence_power(0.01, 0.05, 3.0)), 3)
+    0.954
+    """
+    se = np.asarray(se, float)
+    cdf = np.vectorize(NormalDist().cdf)
+    hi = (margin - z * se - true) / se
+    lo = (-margin + z * se - true) / se
+    return np.where(hi > lo, cdf(hi) - cdf(lo), 0.0)

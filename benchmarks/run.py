@@ -49,7 +49,9 @@ from pathlib import Path
 import torch
 
 import adambook
-from adambook import book
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import book  # noqa: E402  (the tests' tooling: pages, executing a chapter, building)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,11 @@ Two executions of every chapter are compared by ``test_reproducible.py``:
   did not run the whole chapter in this session (``pytest tests/...`` alone), run A
   is executed here instead, in the same environment nbval would use.
 * **run B** is one more execution, in a kernel started with a different thread count
-  for torch/MKL/OpenBLAS and a different ``PYTHONHASHSEED``.
+  for torch/MKL/OpenBLAS, a different ``PYTHONHASHSEED`` and another CPU code path
+  (``book.OTHER_CODE_PATH``). When the session will run the book-level tests, run B
+  starts in a background process as soon as the tests are collected, so that it
+  runs beside nbval's run A (most chapter cells keep one core busy, so two
+  executions share a 2-core machine well).
 
 The browser test builds the HTML book from run B's executed notebooks, so the book it
 opens costs a Sphinx build but no third execution of the chapters.
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from adambook import book
+import book
 
 
 class NbvalRecorder:
@@ -73,6 +77,20 @@ class ChapterRuns:
         self.timeout = timeout
         self._a: dict[Path, Run] = {}
         self._b: dict[Path, book.Execution] = {}
+        self._background: book.Background | None = None
+
+    def start_second(self, chapters, out: Path) -> None:
+        """Start run B of every chapter in a background process (once)."""
+        if self._background is None:
+            self._background = book.Background(
+                [c.source for c in chapters], out, threads=self.threads_b,
+                hashseed=self.hashseed_b, timeout=self.timeout,
+                extra_env=book.OTHER_CODE_PATH,
+            )
+
+    def stop(self) -> None:
+        if self._background is not None:
+            self._background.stop()
 
     def reference(self, chapter: book.Page) -> Run:
         """Run A: nbval's execution of this session when it covered every cell."""
@@ -103,9 +121,14 @@ class ChapterRuns:
         """Run B: executed once more with other thread counts and hash seed."""
         path = chapter.source.resolve()
         if path not in self._b:
-            self._b[path] = book.execute_chapter(
-                path, threads=self.threads_b, hashseed=self.hashseed_b, timeout=self.timeout
-            )
+            if self._background is not None:
+                wait = self.timeout * len(self._background.paths)
+                self._b[path] = self._background.result(path, timeout=wait)
+            else:
+                self._b[path] = book.execute_chapter(
+                    path, threads=self.threads_b, hashseed=self.hashseed_b,
+                    timeout=self.timeout, extra_env=book.OTHER_CODE_PATH,
+                )
         return self._b[path]
 
     @staticmethod

@@ -1,11 +1,13 @@
 """Shared fixtures: every device test runs on the CPU, and on CUDA when present."""
 
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+import book
 from chapter_runs import ChapterRuns, NbvalRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,17 +37,32 @@ def pytest_configure(config):
     config.pluginmanager.register(NbvalRecorder(), "adambook-nbval-recorder")
 
 
+def _chapter_runs(config) -> ChapterRuns:
+    if not hasattr(config, "_adambook_runs"):
+        execute = yaml.safe_load((ROOT / "_config.yml").read_text()).get("execute", {})
+        config._adambook_runs = ChapterRuns(
+            config.pluginmanager.get_plugin("adambook-nbval-recorder"),
+            DEFAULT_THREADS,
+            timeout=execute.get("timeout", 600),
+        )
+    return config._adambook_runs
+
+
 def pytest_collection_modifyitems(config, items):
     # Tests marked `book` run last, after nbval has executed every chapter.
     items.sort(key=lambda item: item.get_closest_marker("book") is not None)
+    # Their second execution of the chapters starts now, beside nbval's.
+    if any(item.get_closest_marker("book") for item in items):
+        out = Path(tempfile.mkdtemp(prefix="adambook-run-b-"))
+        _chapter_runs(config).start_second(book.chapters(ROOT), out)
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "_adambook_runs"):
+        config._adambook_runs.stop()
 
 
 @pytest.fixture(scope="session")
 def chapter_runs(pytestconfig):
     """Two executions of each chapter, made once a session (see chapter_runs.py)."""
-    execute = yaml.safe_load((ROOT / "_config.yml").read_text()).get("execute", {})
-    return ChapterRuns(
-        pytestconfig.pluginmanager.get_plugin("adambook-nbval-recorder"),
-        DEFAULT_THREADS,
-        timeout=execute.get("timeout", 600),
-    )
+    return _chapter_runs(pytestconfig)

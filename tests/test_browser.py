@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import browse
-from adambook import book
+import book
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -128,3 +128,29 @@ def test_no_request_leaves_localhost(pages):
     assert all(p.requests for p in pages), "requests are not being recorded"
     failures = _failures(pages, lambda p: (f"request to {u}" for u in p.external_requests))
     assert not failures, failures
+
+
+def test_ledger_rows_show_what_their_chapters_show(book_html):
+    """Each row's verdict and measured numbers appear on the page its link opens."""
+    from bs4 import BeautifulSoup
+
+    ledger = BeautifulSoup((book_html / "chapters" / "ledger.html").read_text(),
+                           "html.parser")
+    rows = [tr for table in ledger.select("table") for tr in table.select("tbody tr")]
+    assert len(rows) >= 15, f"{len(rows)} ledger rows rendered"
+    problems = []
+    for tr in rows:
+        cells = tr.find_all("td")
+        verdict = cells[2].get_text(" ", strip=True)
+        measured = " ".join(cells[4].get_text(" ", strip=True).split())
+        link = cells[3].find("a", href=True)
+        if not (verdict and measured and link):
+            problems.append(f"row {cells[0].get_text()}: empty cell or no link")
+            continue
+        page = (book_html / "chapters" / link["href"].split("#")[0]).resolve()
+        text = " ".join(BeautifulSoup(page.read_text(), "html.parser")
+                        .get_text(" ", strip=True).split())
+        for what in (verdict, measured):
+            if what not in text:
+                problems.append(f"row {cells[0].get_text()}: {what!r} not on {page.name}")
+    assert not problems, "\n".join(problems)

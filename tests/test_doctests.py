@@ -1,4 +1,5 @@
-"""The examples in adambook's docstrings run and print what they say."""
+"""The examples in adambook's docstrings, and in the tests' book tooling, run and
+print what they say."""
 
 import doctest
 import importlib
@@ -7,8 +8,9 @@ import pkgutil
 import pytest
 
 import adambook
+import book
 
-MODULES = [m.name for m in pkgutil.iter_modules(adambook.__path__, "adambook.")]
+MODULES = [m.name for m in pkgutil.walk_packages(adambook.__path__, "adambook.")]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -16,3 +18,8 @@ def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+def test_book_tooling_examples():
+    result = doctest.testmod(book, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

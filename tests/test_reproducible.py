@@ -4,17 +4,19 @@ Run A is nbval's execution in this session, with torch's default thread count he
 run B is one more execution with another thread count (torch, MKL and OpenBLAS: 1
 where the default is more, else 2) and another PYTHONHASHSEED, so that a printed digit
 that depends on how a reduction is split over threads, or on the iteration order of a
-set of strings, shows up as a difference (see chapter_runs.py for how the runs are
-made, and adambook.book.printed_results for what is compared: every printed text,
-every glued value and every figure, byte for byte after removing the save time
-matplotlib writes into an SVG and object addresses in default reprs).
+set of strings, shows up as a difference. See chapter_runs.py for how the runs are
+made, book.printed_results for what is compared (every printed text, glued value
+and displayed table) and book.compare_text for how: the words must be equal and
+each number must agree to one unit in its last printed digit, the most that
+rounding differences far below the printed precision can change it. Figures are
+drawings of values and are not compared byte for byte.
 """
 
 from pathlib import Path
 
 import pytest
 
-from adambook import book
+import book
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = book.chapters(ROOT)

@@ -6,7 +6,7 @@ looking at raw TeX. The PyPI package ``django-static-mathjax`` ships MathJax 3's
 book at ``_static/mathjax/`` and points ``mathjax_path`` there. Third-party JavaScript
 is therefore never committed to the repository, only copied at build time.
 
-Enabled in ``_config.yml`` under ``sphinx.extra_extensions``.
+Enabled in ``_config.yml`` under ``sphinx.local_extensions``.
 """
 
 from __future__ import annotations
