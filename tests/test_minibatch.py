@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from adambook import minibatch as mb
-from adambook.checks import sgd as sgd_checks
+from test_verdicts_sgd import jitter_msd
 from adambook.problems import LeastSquares, scaled_regression
-from adambook.stats import mean_se, z_bound
+from adambook.stats import mean_se, variance_se, z_bound
 from adambook.utils import torch_threads
 
 U64 = torch.finfo(torch.float64).eps
@@ -88,9 +88,9 @@ def test_covariance_matrix_scales_by_the_same_factor():
 
 @pytest.mark.parametrize("b", [1, 3, 5, 9, 10])
 def test_batches_are_distinct_indices(device, b):
-    gen = torch.Generator(device=device).manual_seed(0)
+    gen = torch.Generator().manual_seed(0)  # CPU generator, any device
     idx = mb.sample_batches(500, 10, b, gen, device=device)
-    assert idx.shape == (500, b)
+    assert idx.shape == (500, b) and idx.device.type == device.type
     s = idx.sort(1).values
     assert (s[:, 1:] != s[:, :-1]).all() and s.min() >= 0 and s.max() < 10
 
@@ -142,11 +142,26 @@ def test_large_batches_use_the_complement():
 @pytest.mark.parametrize("b", [1, 4, 40, 98])
 def test_monte_carlo_variance_matches_the_factor(device, b):
     prob = scaled_regression(n=100, scales=(1.0, 3.0), seed=4, device=device)
-    theta = torch.zeros(2, dtype=torch.float64, device=device)
-    r = mb.gradient_noise_experiment(prob, theta, [b], n_draws=20_000, seed=5)
+    g = mb.per_example_gradients(prob, torch.zeros(2, dtype=torch.float64, device=device))
+    gen = torch.Generator().manual_seed(5)
+    x = mb.minibatch_gradient_samples(g, b, 20_000, gen).cpu().numpy()
+    full = g.mean(0).cpu().numpy()
+    sigma2 = ((g - g.mean(0)) ** 2).mean(0).cpu().numpy()
     z = z_bound(1e-6, n_tests=4)
-    assert np.all(np.abs(r["var"] - r["predicted_var"]) <= z * r["var_se"])
-    assert np.all(np.abs(r["mean"] - r["full_grad"]) <= z * r["mean_se"])
+    m, m_se = mean_se(x)
+    v, v_se = variance_se(x)
+    assert np.all(np.abs(v - sigma2 * mb.finite_population_factor(100, b)) <= z * v_se)
+    assert np.all(np.abs(m - full) <= z * m_se)
+
+
+def test_batches_do_not_depend_on_the_device(device):
+    g = mb.per_example_gradients(tiny_problem(n=30, device=device),
+                                 torch.ones(2, dtype=torch.float64, device=device))
+    draws = [mb.minibatch_gradient_samples(g, 7, 50, torch.Generator().manual_seed(8))
+             for _ in range(2)]
+    cpu = mb.minibatch_gradient_samples(g.cpu(), 7, 50, torch.Generator().manual_seed(8))
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)
+    torch.testing.assert_close(draws[0].cpu(), cpu, rtol=1e-14, atol=1e-14)
 
 
 def test_loglog_slope_of_an_exact_power_law():
@@ -220,16 +235,15 @@ def test_full_batch_limit_is_gradient_descents():
     assert limit == 2 / torch.linalg.eigvalsh(prob.hessian).max().item()
 
 
-def test_jitter_experiment_matches_the_exact_second_moment(device):
+def test_jitter_matches_the_exact_second_moment(device):
+    """The chapter's SGD loop (rows = chains) against eq-sgd-pt."""
     prob = scaled_regression(n=50, scales=(1.0, 2.0), noise=1.0, seed=9, device=device)
-    configs = [(0.1, 1, 30), (0.05, 8, 30)]
-    runs = mb.sgd_jitter_experiment(prob, configs, n_chains=3000, seed=10, trace_chains=2)
-    z = z_bound(1e-6, n_tests=len(runs))
-    for (lr, b, steps), run in zip(configs, runs):
+    gen = torch.Generator().manual_seed(10)
+    z = z_bound(1e-6, n_tests=2)
+    for lr, b, steps in [(0.1, 1, 30), (0.05, 8, 30)]:
+        msd, msd_se = jitter_msd(prob, lr, b, steps, 3000, gen)
         exact = mb.sgd_second_moment(prob, lr, b, steps).trace().item()
-        assert abs(run["msd"] - exact) <= z * run["msd_se"]
-        assert run["trace"].shape == (steps + 1, 2, 2)
-        assert np.all(run["trace"][0] == 0)  # chains start at θ*
+        assert abs(msd - exact) <= z * msd_se
 
 
 def test_torch_threads_restores_the_setting():
@@ -237,33 +251,3 @@ def test_torch_threads_restores_the_setting():
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-
-
-# ------------------------------------------------------------ the one-lr closed forms
-
-
-def test_heavy_ball_closed_form_matches_adambook_sgd():
-    """eq-sgd-heavy-ball against adambook.SGD(momentum) for 200 steps; the closed form and
-    the iteration differ by rounding, a few u per step relative to the largest term."""
-    for kappa in (4.0, 100.0):
-        mu, L = 2 / (kappa + 1), 2 * kappa / (kappa + 1)
-        q = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
-        lr = 4 / (math.sqrt(L) + math.sqrt(mu)) ** 2
-        quad = sgd_checks.Quadratic(torch.tensor([mu, L], dtype=torch.float64))
-        path = sgd_checks.run_sgd(quad, torch.ones(2, dtype=torch.float64), [(lr, q * q)], 200)[0]
-        norms = (path.norm(dim=1) / math.sqrt(2)).numpy()
-        want = sgd_checks.heavy_ball_norms(kappa, 200)
-        np.testing.assert_allclose(norms, want, rtol=0, atol=200 * 8 * U64 * want.max())
-
-
-def test_gd_iterations_closed_form():
-    assert sgd_checks.gd_iterations(3.0, 0.5) == 1  # r = 1/2
-    assert sgd_checks.gd_iterations(3.0, 0.25) == 2
-    lo, hi = sgd_checks.gd_slope_bound([10.0, 100.0, 1000.0])
-    assert lo < 1 < hi and hi - lo < 0.01
-
-
-def test_first_below():
-    assert sgd_checks.first_below([1.0, 0.1, 0.01, 0.2, 0.001], 0.05) == 4
-    assert sgd_checks.first_below([1.0, 0.1], 0.01) == -1
-    assert sgd_checks.first_below([0.001, 0.0001], 0.01) == 0
