@@ -15,8 +15,6 @@ import torch
 import adambook
 from adambook import functional as F
 from adambook import moments as M
-from adambook.checks import adam as adam_checks
-from adambook.checks import bias_correction as B
 from adambook.stats import z_bound
 
 U64 = torch.finfo(torch.float64).eps
@@ -71,18 +69,10 @@ def test_zeta_is_zero_when_stationary_and_matches_its_definition_otherwise():
         assert M.zeta(x, beta)[t - 1] == pytest.approx(direct, rel=1e-11, abs=1e-14)
 
 
-def test_closed_form_agrees_with_the_adam_chapter_formula():
-    """moments.ema_variance is the formula that ema_variance_experiment predicts with."""
-    betas, steps, sigma = [0.5, 0.9, 0.99], 30, 2.0
-    r = adam_checks.ema_variance_experiment(betas, n_streams=2_000, steps=steps, sigma=sigma)
-    np.testing.assert_allclose(
-        r["predicted"], M.ema_variance(steps, np.array(betas), sigma**2), rtol=1e-12
-    )
-
-
 def test_simulate_moments_agrees_with_closed_forms(device):
     pairs, n, steps, mu, sigma = ((0.9, 0.999), (0.5, 0.9)), 20_000, 40, -0.5, 1.5
-    runs = M.simulate_moments(pairs, n, steps, mu=mu, sigma=sigma, seed=3, device=device)
+    runs = M.simulate_moments(pairs, n, steps, mu=mu, sigma=sigma, eps=1e-8,
+                              seed=3, device=device)
     z = z_bound(1e-3, 4 * len(pairs) * steps)
     for r in runs:
         t, b1, b2 = r["t"], r["beta1"], r["beta2"]
@@ -98,11 +88,12 @@ def test_simulate_moments_agrees_with_closed_forms(device):
             assert np.all(np.abs(measured - predicted) <= z * se)
         # m̂ is m divided by a constant: the same test, scaled.
         np.testing.assert_allclose(r["mean_m_hat"] * M.ema_mass(t, b1), r["mean_m"], rtol=1e-12)
-        assert np.all(r["step_rel_err"] <= B.step_tolerance(t, b1, b2))
+        assert np.all(r["step_rel_err"] <= M.step_tolerance(t, b1, b2))
 
 
 def test_simulate_moments_rejects_the_prediction_without_the_factor():
-    (r,) = M.simulate_moments(((0.9, 0.999),), 20_000, 5, seed=4)
+    (r,) = M.simulate_moments(((0.9, 0.999),), 20_000, 5, mu=0.3, sigma=2.0,
+                              eps=1e-8, seed=4, device="cpu")
     z = z_bound(1e-3, 10)
     assert np.all(np.abs(r["mean_m"] - 0.3) > z * r["se_m"])
     assert np.all(np.abs(r["mean_v"] - (0.3**2 + 4.0)) > z * r["se_v"])
@@ -112,7 +103,8 @@ def test_simulate_moments_follows_a_drifting_stream():
     steps = 60
     mu = 0.3 * 2.0 ** (-np.arange(1, steps + 1) / 20)
     sigma = 2.0 * 2.0 ** (-np.arange(1, steps + 1) / 20)
-    (r,) = M.simulate_moments(((0.9, 0.99),), 20_000, steps, mu=mu, sigma=sigma, seed=5)
+    (r,) = M.simulate_moments(((0.9, 0.99),), 20_000, steps, mu=mu,
+                              sigma=sigma, eps=1e-8, seed=5, device="cpu")
     z = z_bound(1e-3, 2 * steps)
     s = mu**2 + sigma**2
     t = r["t"]
@@ -157,8 +149,8 @@ def test_uncorrected_step_ratio_for_a_constant_gradient():
             out.append(-p.item())
         steps[bc] = np.array(out)
     # Rounding: ~6 operations in the step, and 1 - β^t, which `1 - beta**t` forms with a
-    # relative error up to U β^t/(1-β^t) (B.step_tolerance).
-    tol = B.step_tolerance(np.arange(1, 61), 0.9, 0.9999)
+    # relative error up to U β^t/(1-β^t) (M.step_tolerance).
+    tol = M.step_tolerance(np.arange(1, 61), 0.9, 0.9999)
     np.testing.assert_array_less(np.abs(steps[True] - 1), tol)
     np.testing.assert_array_less(
         np.abs(steps[False] / M.uncorrected_step_ratio(np.arange(1, 61), 0.9, 0.9999) - 1), tol
@@ -180,8 +172,8 @@ def test_step_bound_is_attained_and_never_exceeded(bias_correction):
             F.adam([p], [torch.tensor([gt], dtype=torch.float64)], [m], [v], [t], lr=1.0,
                    beta1=b1, beta2=b2, eps=0.0, bias_correction=bias_correction)
             bound = M.step_bound(t, b1, b2, bias_correction)
-            # rounding of the step, including the package's 1 - beta**t (B.step_tolerance)
-            assert abs(p.item()) <= bound * (1 + B.step_tolerance(t, b1, b2))
+            # rounding of the step, including the package's 1 - beta**t (M.step_tolerance)
+            assert abs(p.item()) <= bound * (1 + M.step_tolerance(t, b1, b2))
         if k == 0:  # the worst-case stream attains the bound at its last step
             assert abs(p.item()) == pytest.approx(float(bound), rel=1e-12)
 
@@ -215,31 +207,9 @@ def test_effective_eps():
     assert M.effective_eps(10**6, 0.999, 1e-8) == pytest.approx(1e-8, rel=1e-15)
 
 
-# --------------------------------------------------------------- the claim checks
-
-
-def test_dropping_the_factor_from_the_prediction_flips_ema_bias(monkeypatch):
-    """The chapter's key mutant, automated: E[m_t] = μ instead of (1-β^t)μ."""
-    assert B.ema_bias(fast=True).verdict == "holds"
-    monkeypatch.setattr(M, "ema_mean", lambda t, beta, mean: np.full(np.shape(t), mean))
-    assert B.ema_bias(fast=True).verdict == "does not hold"
-
-
-def test_adam_without_its_correction_flips_bias_correction(monkeypatch):
-    """If the package's step stopped dividing by 1-β^t, the check would notice."""
-    assert B.bias_correction(fast=True).verdict == "holds with a qualification"
-    monkeypatch.setattr(F, "_bias_corrections", lambda b1, b2, t, enabled: (1.0, 1.0))
-    B._simulate.cache_clear()
-    try:
-        assert B.bias_correction(fast=True).verdict == "does not hold"
-    finally:
-        B._simulate.cache_clear()
-
-
-def test_stationary_stream_has_no_qualification(monkeypatch):
-    """With a drift of infinite half-life the residual vanishes and the verdict is 'holds'."""
-    monkeypatch.setattr(B, "DRIFT_HALF_LIFE", math.inf)
-    monkeypatch.setattr(B, "drift_schedule",
-                        lambda steps, half_life=math.inf: (np.full(steps, B.MU),
-                                                           np.full(steps, B.SIGMA)))
-    assert B.bias_correction(fast=True).verdict == "holds"
+def test_simulate_moments_draws_the_same_numbers_on_any_device(device):
+    """The streams come from a CPU generator: the device only does the work."""
+    kw = dict(mu=0.3, sigma=2.0, eps=1e-8, seed=9)
+    (a,) = M.simulate_moments(((0.9, 0.999),), 500, 3, device="cpu", **kw)
+    (b,) = M.simulate_moments(((0.9, 0.999),), 500, 3, device=device, **kw)
+    np.testing.assert_allclose(b["mean_m"], a["mean_m"], rtol=1e-12)
