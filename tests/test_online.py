@@ -31,15 +31,28 @@ def test_reddi_problem_needs_c_above_two():
 
 
 def test_stochastic_problem_mean_and_common_draws(device):
-    gen = torch.Generator(device=device).manual_seed(0)
-    problem = online.StochasticReddiProblem(10.0, 1.0, (200_000,), generator=gen, device=device)
-    g = problem.gradient(1)
-    assert g is problem.gradient(1)  # the same step gives the same draw
-    assert g.dtype == torch.float64 and set(g.unique().tolist()) == {-1.0, 10.0}
+    gen = torch.Generator().manual_seed(0)
+    problem = online.StochasticReddiProblem(10.0, 1.0, (200_000,),
+                                            generator=gen, device=device)
+    g = problem.gradient(1).clone()
+    assert g.device.type == torch.device(device).type
+    assert torch.equal(problem.gradient(1), g)  # one step, one draw
+    assert g.dtype == torch.float64
+    assert set(g.unique().tolist()) == {-1.0, 10.0}
     m, se = mean_se(g.cpu().numpy())
     # E g = pC - (1-p) = delta; one test at family-wise alpha = 1e-3.
-    assert abs(m - problem.mean_gradient) <= z_bound(1e-3) * se
+    assert abs(m - 1.0) <= z_bound(1e-3) * se
     assert not torch.equal(problem.gradient(2), g)
+
+
+def test_stochastic_draws_do_not_depend_on_the_device(device):
+    draws = []
+    for dev in ("cpu", device):
+        gen = torch.Generator().manual_seed(5)
+        problem = online.StochasticReddiProblem(
+            10.0, 1.0, (1000,), generator=gen, device=dev)
+        draws.append(torch.stack([problem.gradient(t) for t in (1, 2)]).cpu())
+    assert torch.equal(*draws)
 
 
 def test_stochastic_problem_validates():
@@ -54,7 +67,8 @@ def test_play_projects_and_counts_regret(device):
     x = torch.linspace(-1, 1, 7, dtype=torch.float64, device=device).requires_grad_()
     problem = online.ReddiProblem(3.0, (7,), device=device)
     opt = adambook.Adam([x], lr=0.7, betas=(0.0, 0.1))
-    (traj,) = online.play(opt, [(x, problem)], 30, record_every=1)
+    (traj,) = online.play(opt, [(x, problem)], 30, lr=None, warmup=0,
+                          record_every=1, track_regret=True)
     xs = traj.x.cpu()
     assert xs.shape == (31, 7) and traj.steps.tolist() == list(range(31))
     assert ((xs >= -1) & (xs <= 1)).all()
@@ -71,17 +85,21 @@ def test_play_warmup_keeps_points_and_fills_state():
     x = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     problem = online.ReddiProblem(4.0, (3,))
     opt = adambook.Adam([x], lr=0.1, betas=(0.0, 0.5))
-    (traj,) = online.play(opt, [(x, problem)], 9, warmup=9)
-    assert torch.equal(traj.final, torch.zeros(3, dtype=torch.float64))
-    assert opt.state[x]["step"] == 9 and (opt.state[x]["exp_avg_sq"] > 0).all()
-    assert traj.moving_steps == 0 and torch.equal(traj.loss_sum, torch.zeros(3, dtype=torch.float64))
+    (traj,) = online.play(opt, [(x, problem)], 9, lr=None, warmup=9,
+                          record_every=9, track_regret=True)
+    zero = torch.zeros(3, dtype=torch.float64)
+    assert torch.equal(traj.x[-1], zero) and traj.steps.tolist() == [0, 9]
+    assert opt.state[x]["step"] == 9
+    assert (opt.state[x]["exp_avg_sq"] > 0).all()
+    assert torch.equal(traj.loss_sum, zero)  # the warm-up costs no regret
 
 
 def test_play_refuses_a_foreign_tensor():
     x = torch.zeros(2, dtype=torch.float64, requires_grad=True)
     opt = adambook.Adam([torch.zeros(2, requires_grad=True)])
     with pytest.raises(ValueError, match="parameter of the optimizer"):
-        online.play(opt, [(x, online.ReddiProblem(3.0, (2,)))], 3)
+        online.play(opt, [(x, online.ReddiProblem(3.0, (2,)))], 3, lr=None,
+                    warmup=0, record_every=1, track_regret=False)
 
 
 def test_torch_adam_fails_the_same_way(device):
@@ -94,7 +112,8 @@ def test_torch_adam_fails_the_same_way(device):
                   lr=0.5, betas=(0.0, 0.1), eps=1e-8)
         problem = online.ReddiProblem(3.0, (3,), device=device)
         trajs = online.play(opt, [(x, problem) for x in xs], 600,
-                            lr=lambda t: 0.5 / math.sqrt(t), record_every=1)
+                            lr=lambda t: 0.5 / math.sqrt(t), warmup=0,
+                            record_every=1, track_regret=False)
         runs[name] = [t.x.cpu() for t in trajs]
     for a, b in zip(runs["adambook"], runs["torch"]):
         # beta1 = 0: the step does not depend on x, and projection is 1-Lipschitz, so
@@ -121,7 +140,8 @@ def test_periodic_moments_match_adam_state():
     beta2, C = 0.6, 4.0
     x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = adambook.Adam([x], lr=0.0, betas=(0.0, beta2))
-    online.play(opt, [(x, online.ReddiProblem(C, (1,)))], 300, track_regret=False)
+    online.play(opt, [(x, online.ReddiProblem(C, (1,)))], 300, lr=None,
+                warmup=0, record_every=300, track_regret=False)
     vA, vB, vC = online.periodic_second_moments(beta2, C)
     # Recursion rounding: <= 3 U64 per step, decaying like beta2^k: 3 U64/(1-beta2).
     assert abs(opt.state[x]["exp_avg_sq"].item() - vC) <= (3 / (1 - beta2) + 12) * U64 * vC
@@ -162,7 +182,7 @@ def test_reddi_beta2_lies_on_the_failing_side():
 @pytest.mark.parametrize("stochastic", [False, True])
 def test_step_bounds_hold_along_real_runs(stochastic, device):
     C, eps = 5.0, 1e-8
-    gen = torch.Generator(device=device).manual_seed(1)
+    gen = torch.Generator().manual_seed(1)
     problem = (online.StochasticReddiProblem(C, 1.0, (64,), generator=gen, device=device)
                if stochastic else online.ReddiProblem(C, (64,), device=device))
     xs = [torch.zeros(64, dtype=torch.float64, device=device, requires_grad=True)
@@ -214,3 +234,11 @@ def test_hoeffding_tail():
     assert online.hoeffding_tail(2.0, 1.0, 1.0, 0.4, 5) == 1.0  # n|mu| = 1 < w0
     tails = [online.hoeffding_tail(2.0, 1.0, 1.0, 0.4, n) for n in (100, 200, 400)]
     assert 0 < tails[2] < tails[1] < tails[0] < 1
+
+
+def test_schedule_bounds_reach_and_refuse_short_runs():
+    b = online.schedule_bounds(3.0, 0.5, 3000, 1e-8)
+    assert 0 < b["adam_reach"] < 1000 and 0 < b["ams_reach"] < 1000
+    assert (b["adam_lb"][b["adam_reach"]:] > 0).all()
+    short = online.schedule_bounds(3.0, 0.5, 6, 1e-8)
+    assert short["adam_reach"] is None
