@@ -1,4 +1,4 @@
-"""adambook.memory: byte counts, the accounting at scale, Lion, and the measurements."""
+"""adambook.memory and adambook.measure."""
 
 import math
 import os
@@ -12,16 +12,17 @@ import pytest
 import torch
 
 import adambook
+from adambook import measure
 from adambook import memory as M
 
-SLOTS = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2, "lion": 1}
-LIBRARIES = {name: ["adambook", "torch"] for name in M.OPTIMIZER_NAMES}
-LIBRARIES["lion"] = ["adambook"]
-CASES = [(name, lib) for name, libs in LIBRARIES.items() for lib in libs]
+SLOTS = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2}
+CASES = [(name, lib) for name in M.OPTIMIZER_NAMES
+         for lib in ("adambook", "torch")]
 
 
 def small_transformer(device="cpu"):
-    return M.transformer(d_model=32, nhead=4, num_layers=2, dim_feedforward=64, device=device)
+    return M.transformer(d_model=32, nhead=4, num_layers=2,
+                         dim_feedforward=64, device=device)
 
 
 # ------------------------------------------------------------------------ counting
@@ -84,10 +85,10 @@ def test_saved_activation_bytes_excludes_parameters_and_is_linear_in_batch():
     net = small_transformer()
     sizes = []
     for batch in (1, 2, 4):
-        with M.saved_activation_bytes(net) as acts:
+        with M.saved_activation_bytes(net) as saved:
             net(M.model_input(net, batch, seq_len=8)).sum().backward()
-        sizes.append(acts.bytes)
-        assert 0 < acts.largest <= acts.bytes and acts.count > 0
+        sizes.append(sum(saved.values()))
+        assert 0 < max(saved.values()) <= sizes[-1]
     assert sizes[1] == 2 * sizes[0] and sizes[2] == 4 * sizes[0]
 
 
@@ -108,7 +109,7 @@ def test_bytes_per_param_components():
 
 
 def test_table_rows():
-    rows = M.training_memory_table()
+    rows = M.training_memory_table(M.MODEL_SIZES)
     assert [r["model"] for r in rows] == list(M.MODEL_SIZES)
     big = rows[-1]
     assert big["fp32 Adam"] == pytest.approx(70e9 * 16 / 1e9)
@@ -116,45 +117,13 @@ def test_table_rows():
     assert big["fp32 SGD"] * 2 == big["fp32 Adam"]
 
 
-@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adam", "adamw", "lion"])
+@pytest.mark.parametrize("name", M.OPTIMIZER_NAMES)
 def test_fp32_table_matches_live_count(name, device):
     net = small_transformer(device)
-    lib = "adambook" if name == "lion" else "torch"
-    opt = M.make_optimizer(name, net.parameters(), lib)
+    opt = M.make_optimizer(name, net.parameters(), "torch")
     M.train_step(net, opt, M.model_input(net, 2, seq_len=8))
     c = M.count_memory(opt)
     assert (c.params + c.grads + c.state) / c.numel == M.bytes_per_param(name)["total"]
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_mixed_precision_table_matches_live_count(dtype):
-    net = M.mlp(width=32, depth=3, dtype=dtype)
-    mw = M.MasterWeights(net, "adam")
-    M.train_step(net, mw, M.model_input(net, 4))
-    c = mw.count()
-    expected = M.bytes_per_param("adam", "mixed")
-    for key in ("weights", "grads", "master", "state"):
-        assert c[key] == expected[key] * c["numel"], key
-    # The low-precision weights are the rounded master weights after the step.
-    for p, m in zip(net.parameters(), mw.master):
-        assert torch.equal(p, m.detach().to(dtype))
-
-
-def test_mixed_precision_follows_fp32_adam():
-    net16 = M.mlp(width=32, depth=2, dtype=torch.bfloat16, seed=3)
-    net32 = M.mlp(width=32, depth=2, seed=3)
-    with torch.no_grad():  # start from the same (bf16-representable) weights
-        for a, b in zip(net32.parameters(), net16.parameters()):
-            a.copy_(b.float())
-    mw = M.MasterWeights(net16, "adam", lr=1e-2)
-    opt = torch.optim.Adam(net32.parameters(), lr=1e-2)
-    x = M.model_input(net32, 4)
-    for _ in range(3):
-        M.train_step(net16, mw, x.bfloat16())
-        M.train_step(net32, opt, x)
-    # Same algorithm; only bf16 rounding of the forward pass separates them.
-    for a, b in zip(mw.master, net32.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=5e-2)
 
 
 def test_zero_stages():
@@ -170,75 +139,11 @@ def test_eightbit_arithmetic():
     assert M.eightbit_state_bytes(10, slots=1) == 14
 
 
-# --------------------------------------------------------------------------- Lion
-
-
-def reference_lion(theta, grads, lr, b1, b2, wd):
-    """Chen et al. (2023), Algorithm 2, written out with plain tensors."""
-    theta, m = theta.clone(), torch.zeros_like(theta)
-    for g in grads:
-        update = torch.sign(b1 * m + (1 - b1) * g)
-        theta = theta - lr * (update + wd * theta)
-        m = b2 * m + (1 - b2) * g
-    return theta, m
-
-
-@pytest.mark.parametrize("wd", [0.0, 0.1])
-def test_lion_matches_the_paper(wd, device):
-    gen = torch.Generator().manual_seed(0)
-    theta0 = torch.randn(50, generator=gen, dtype=torch.float64)
-    grads = [torch.randn(50, generator=gen, dtype=torch.float64) for _ in range(20)]
-    p = torch.nn.Parameter(theta0.clone().to(device))
-    opt = M.Lion([p], lr=1e-2, betas=(0.9, 0.99), weight_decay=wd)
-    for g in grads:
-        p.grad = g.to(device)
-        opt.step()
-    theta, m = reference_lion(theta0, grads, 1e-2, 0.9, 0.99, wd)
-    # Each step's update is ±lr exactly, so only the rounding of lerp and of the
-    # decay multiply differ: a few units of 2^-53 per step.
-    torch.testing.assert_close(p.detach().cpu(), theta, rtol=0, atol=1e-13)
-    torch.testing.assert_close(opt.state[p]["exp_avg"].cpu(), m, rtol=0, atol=1e-13)
-    assert opt.state[p]["exp_avg"].device == p.device
-
-
-def test_lion_rejects_bad_hyperparameters():
-    p = [torch.nn.Parameter(torch.zeros(2))]
-    with pytest.raises(ValueError, match="Invalid learning rate"):
-        M.Lion(p, lr=-1.0)
-    with pytest.raises(ValueError, match="Invalid beta parameter at index 1"):
-        M.Lion(p, betas=(0.9, 1.0))
-    with pytest.raises(ValueError, match="Invalid weight_decay"):
-        M.Lion(p, weight_decay=-0.1)
-
-
-def test_lion_refuses_what_its_equations_do_not_cover():
-    # Same guards as adambook's other optimizers: a clear error, not a wrong step.
-    z = torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))
-    with pytest.raises(TypeError, match="does not support complex parameters"):
-        M.Lion([z])
-    emb = torch.nn.Embedding(10, 3, sparse=True)
-    opt = M.Lion(emb.parameters())
-    emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="does not support sparse gradients"):
-        opt.step()
-    opt = M.Lion([torch.nn.Parameter(torch.zeros(2))])
-    with pytest.raises(ValueError, match="Invalid learning rate: -1.0"):
-        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "lr": -1.0})
-    assert len(opt.param_groups) == 1
-
-
-def test_lion_leaves_a_parameter_without_grad_untouched():
-    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
-    opt = M.Lion([a, b], lr=0.1, weight_decay=0.5)
-    a.grad = torch.ones(2)
-    opt.step()
-    assert torch.equal(b.detach(), torch.ones(2)) and b not in opt.state
-    assert not torch.equal(a.detach(), torch.ones(2))
-
-
 def test_make_optimizer_rejects_unknown():
     with pytest.raises(ValueError, match="unknown optimizer"):
         M.make_optimizer("lion", [torch.nn.Parameter(torch.zeros(1))], "torch")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        M.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], "jax")
 
 
 # --------------------------------------------------------------------- bounds
@@ -254,19 +159,19 @@ def fake_run(**kw):
 
 
 def test_step_temporaries():
-    assert M.step_temporaries(fake_run()) == (200, 2)
-    assert M.step_temporaries(fake_run(opt_kwargs={"foreach": True})) == (1000, 2)
-    assert M.step_temporaries(fake_run(opt_kwargs={"fused": True})) == (0, 0)
-    assert M.step_temporaries(fake_run(optimizer="sgd_momentum")) == (0, 0)
+    assert measure.step_temporaries(fake_run()) == (200, 2)
+    assert measure.step_temporaries(fake_run(opt_kwargs={"foreach": True})) == (1000, 2)
+    assert measure.step_temporaries(fake_run(opt_kwargs={"fused": True})) == (0, 0)
+    assert measure.step_temporaries(fake_run(optimizer="sgd_momentum")) == (0, 0)
 
 
 def test_peak_bounds():
-    lo, hi = M.peak_bounds(fake_run())
+    lo, hi = measure.peak_bounds(fake_run())
     assert lo == 1000 + 2008 + 1000
     # blocks: params, grads and 2 state slots of 2 tensors, 3 activations, 3 backward
     # buffers, 2 step temporaries
-    assert hi == 1000 + 1000 + 2008 + 30 + 200 + 30 + M.PAGE_SLACK * (8 + 3 + 3 + 2)
-    lo, _ = M.peak_bounds(fake_run(activations=5000))
+    assert hi == 1000 + 1000 + 2008 + 30 + 200 + 30 + measure.PAGE_SLACK * (8 + 3 + 3 + 2)
+    lo, _ = measure.peak_bounds(fake_run(activations=5000))
     assert lo == 1000 + 2008 + 5000  # activations above the gradients set the floor
 
 
@@ -277,10 +182,8 @@ def test_median_ci_covers_at_the_stated_rate():
     rng = np.random.default_rng(0)
     n, trials, alpha = 12, 20_000, 0.05
     x = rng.lognormal(size=(trials, n))  # skewed, true median 1
-    misses = 0
-    for row in x:
-        _, lo, hi = M.median_ci(row, alpha)
-        misses += not lo <= 1.0 <= hi
+    _, lo, hi = measure.median_ci(x, alpha, 1, axis=1)  # all rows at once
+    misses = np.sum(~((lo <= 1.0) & (1.0 <= hi)))
     # At n = 12 and alpha = 0.05 the interval is [x_(3), x_(10)], which misses the
     # median with probability 2 P(Bin(12, 1/2) <= 2) = 2 (1 + 12 + 66) / 4096 = 0.0386
     # exactly (continuous data). The miss count is binomial: 6 standard errors.
@@ -290,33 +193,28 @@ def test_median_ci_covers_at_the_stated_rate():
 
 def test_median_ci_needs_enough_draws():
     with pytest.raises(ValueError, match="at least 12"):
-        M.median_ci(np.arange(11.0), alpha=0.01, n_tests=11)
-
-
-def test_time_steps_shapes():
-    r = M.time_steps(numel=4096, n_tensors=2, rounds=2)
-    assert r["times"].shape == (2, len(r["names"])) and (r["times"] >= 0).all()
-    assert ("copy", "copy") in r["names"] and ("fused", "adam") in r["names"]
-    assert r["numel"] == 4096
-    assert torch.get_num_threads() >= 1
+        measure.median_ci(np.arange(11.0), alpha=0.01, n_tests=11)
 
 
 # ---------------------------------------------------------- processes (Linux)
 
-linux = pytest.mark.skipif(not M.peak_rss_supported(), reason="needs Linux /proc")
+linux = pytest.mark.skipif(not measure.peak_supported(), reason="needs /proc")
+PEAK = dict(library="torch", model="mlp", batch=4, opt_kwargs={},
+            model_kwargs={"width": 256, "depth": 8}, dtype="float32")
 
 
 @linux
 def test_peak_rss_is_at_least_the_live_tensors():
-    runs = M.peak_rss(optimizers=["sgd", "adam"], repeats=1, batch=4,
-                      model_kwargs={"width": 256, "depth": 8}, timeout_s=120)
+    jobs = [{"fn": "peak", "kwargs": dict(PEAK, optimizer=o)}
+            for o in ("sgd", "adam")]
+    runs = measure.start_jobs(jobs, parallel=2, timeout_s=120)()
     assert [r["optimizer"] for r in runs] == ["sgd", "adam"]
     for run in runs:
-        lo, hi = M.peak_bounds(run)
-        assert run["peak_increment"] >= lo
+        assert run["peak_increment"] >= measure.peak_bounds(run)[0]
     # Adam's peak is above SGD's by at least its state.
     sgd, adam = runs
-    assert adam["peak_increment"] - sgd["peak_increment"] >= 0.9 * adam["count"]["state"]
+    extra = adam["peak_increment"] - sgd["peak_increment"]
+    assert extra >= 0.9 * adam["count"]["state"]
 
 
 @linux
@@ -330,8 +228,10 @@ def test_forked_children_are_killed_on_timeout(monkeypatch):
         return proc
 
     monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    big = dict(PEAK, optimizer="adam", model_kwargs={"width": 1024,
+                                                     "depth": 48})
     with pytest.raises(TimeoutError):
-        M.peak_rss(optimizers=["adam"], repeats=1, timeout_s=1.0)
+        measure.start_jobs([{"fn": "peak", "kwargs": big}], 1, timeout_s=1.0)()
     (proc,) = started
     assert proc.returncode is not None
     with pytest.raises(ProcessLookupError):  # the whole process group is gone
@@ -341,29 +241,35 @@ def test_forked_children_are_killed_on_timeout(monkeypatch):
 @linux
 def test_child_error_is_reported():
     with pytest.raises(RuntimeError, match="unknown optimizer"):
-        M.peak_rss(optimizers=["rmsprop"], repeats=1, timeout_s=60)
+        measure.start_jobs([{"fn": "peak", "kwargs": dict(
+            PEAK, optimizer="rmsprop")}], 1, timeout_s=60)()
 
 
 def test_free_port_is_bindable():
-    port = M.free_port()
+    port = measure.free_port()
     assert 1024 <= port < 65536
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@linux
 @pytest.mark.parametrize("model,kwargs", [
     ("mlp", {"width": 64, "depth": 5}),
-    ("transformer", {"d_model": 32, "nhead": 4, "num_layers": 2, "dim_feedforward": 48}),
+    ("transformer", {"d_model": 32, "nhead": 4, "num_layers": 2,
+                     "dim_feedforward": 48}),
 ])
 def test_zero_shards_adam_state_over_two_ranks(model, kwargs):
-    ranks = M.zero_state_per_rank(world_size=2, model=model, model_kwargs=kwargs, timeout_s=120)
+    port = measure.free_port()
+    jobs = [{"fn": "zero", "kwargs": dict(
+        rank=r, world_size=2, port=port, model=model, model_kwargs=kwargs,
+        batch=2, seq_len=16)} for r in range(2)]
+    ranks = measure.start_jobs(jobs, parallel=2, timeout_s=120)()
     assert [r["rank"] for r in ranks] == [0, 1]
     total = 2 * ranks[0]["all_params"]
     assert sum(r["state"] for r in ranks) == total
     largest_state = 2 * ranks[0]["largest_param"]
     for r in ranks:
-        # Greedy partition by size: the ranks differ by at most one tensor's state.
+        # Greedy partition by size: the ranks differ by at most one tensor.
         assert abs(r["state"] - total / 2) <= largest_state / 2
         assert r["param_gap"] == 0.0 and r["backend"] == "gloo"
 
@@ -376,9 +282,10 @@ def test_zero_shards_adam_state_over_two_ranks(model, kwargs):
 @pytest.mark.parametrize("name,kwargs", [("sgd", {}), ("adam", {"foreach": False}),
                                          ("adam", {"foreach": True}), ("adam", {"fused": True})])
 def test_cuda_step_peak_within_bounds(name, kwargs):
-    run = M.cuda_step_peak(name, model_kwargs={"width": 512, "depth": 8}, batch=8,
-                           opt_kwargs=kwargs)
-    lo, hi = M.peak_bounds(run)
+    run = measure.cuda_step_peak("cuda", **dict(
+        PEAK, optimizer=name, model_kwargs={"width": 512, "depth": 8},
+        batch=8, opt_kwargs=kwargs))
+    lo, hi = measure.peak_bounds(run)
     assert lo <= run["peak_increment"] <= hi
 
 
@@ -389,18 +296,3 @@ def test_adambook_and_torch_agree_on_state_size():
     for net, opt in ((a, oa), (b, ob)):
         M.train_step(net, opt, M.model_input(net, 2))
     assert M.count_memory(oa).state == M.count_memory(ob).state
-
-
-def test_lion_step_with_closure_returns_the_loss():
-    w = torch.nn.Parameter(torch.ones(2))
-    opt = M.Lion([w], lr=0.1)
-
-    def closure():
-        opt.zero_grad()
-        loss = (w**2).sum()
-        loss.backward()  # needs a graph although step() runs under no_grad
-        return loss
-
-    assert opt.step(closure).item() == 2.0
-    # grad 2w > 0, so sign(c) = 1 and each coordinate moves by exactly -lr.
-    torch.testing.assert_close(w.detach(), torch.full((2,), 0.9), rtol=0, atol=0)
