@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import book  # noqa: E402  (the tests' tooling: pages, executing a chapter)
 
-ALPHA = re.compile(r"^(?:FAMILY_)?ALPHA\s*=\s*([0-9.eE+-]+)", re.M)
+#: The family-wise false-alarm rate a chapter states: FAMILY_ALPHA where a chapter
+#: has it (its ALPHA may be a learning rate), else ALPHA.
+ALPHA = re.compile(r"^(FAMILY_ALPHA|ALPHA)\s*=\s*([0-9.eE+-]+)", re.M)
 SEEDS = re.compile(r"^([A-Z_]*SEED)\s*=", re.M)
 SHIFT = ("# make seeds: every seed of the parameters cell, shifted\n"
          "for _name in [n for n in dir() if n.isupper() and n.endswith('SEED')]:\n"
@@ -122,8 +124,8 @@ def main() -> None:
             rows.append((chapter.name, "deterministic (no SEED)", "", "", ""))
             print(f"{chapter.name}: deterministic")
             continue
-        alphas = ALPHA.findall(params)
-        alpha = alphas[-1] if alphas else "?"
+        alphas = dict(ALPHA.findall(params))
+        alpha = alphas.get("FAMILY_ALPHA", alphas.get("ALPHA", "?"))
         results = []
         for seed in range(1, args.seeds + 1):
             r = run_seed(chapter, seed, args.timeout)

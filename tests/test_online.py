@@ -170,6 +170,17 @@ def test_boundary_is_the_sign_change():
     assert (np.diff(bstar) < 0).all()  # larger C, smaller threshold
 
 
+def test_beta2_below_the_lower_bound_drifts_up():
+    # failures.ipynb, eq-bstar-lower: Delta > 0 for beta2 <= 1 - (C-2)(C^2+2)
+    # /(C^2-1), so no beta2 < 1 serves every C; C = 2 + (1-beta2)/2 beats it.
+    C = 2 + np.geomspace(0.5, 1e-6, 30)[:, None]
+    lower = 1 - (C - 2) * (C**2 + 2) / (C**2 - 1)
+    b = np.clip(lower, 0, None) * np.linspace(0, 1, 201)[None, :]
+    assert (online.drift_per_period(b, C) > 0).all()
+    b2 = np.array([0.0, 0.5, 0.9, 0.99, 0.999, 0.9999])
+    assert (online.drift_per_period(b2, 2 + (1 - b2) / 2) > 0).all()
+
+
 def test_reddi_beta2_lies_on_the_failing_side():
     b = online.reddi_beta2(CS)
     assert (b < online.boundary_beta2(CS)).all()

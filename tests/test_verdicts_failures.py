@@ -103,7 +103,8 @@ def nonconvergence(Cs=(3.0, 10.0), n_starts=5, steps=1500, alpha=0.5,
             ("ams_tail", d_m[tail].mean(0), bound_ams(steps_sto // 2))):
         sto[name] = (*mean_se(d), bound)
     return judge_adam_nonconvergence(
-        det, sto, z_bound(1e-3, 5), alpha=alpha, steps=steps,
+        det, sto, z_bound(1e-3, 5), margin=0.1 * delta, alpha=alpha,
+        steps=steps,
         n_starts=n_starts, sto_setup=(C_sto, delta, eta, n_runs, steps_sto))
 
 
@@ -133,9 +134,16 @@ def boundary(n_b=10, n_c=16, eta=0.05, periods=600):
     rel_v = 3 * U64 / (1 - B) + 12 * U64 + B**steps
     tol = np.where(drift > 0, 0.0,
                    s_BC * (rel_v / 2 + 8 * U64 + B**steps) + 2 * U64)
+    b_first = np.concatenate([b2, [0.99, 0.999, 0.9999]])
+    C_bad = 2 + (1 - b_first) / 2
+    C_near = 2 + np.geomspace(1e-1, 1e-6, 6)
+    lower = 1 - (C_near - 2) * (C_near**2 + 2) / (C_near**2 - 1)
     return judge_large_beta2_converges(
         b2, Cs, x_end, predicted, tol, decided, drift, v_end, vC, rel_v,
-        x_warm, online.boundary_beta2(Cs, EPS), eta=eta, periods=periods)
+        x_warm, online.boundary_beta2(Cs, EPS),
+        (b_first, online.drift_per_period(b_first, C_bad, EPS)),
+        (C_near, online.boundary_beta2(C_near, EPS), lower),
+        eta=eta, periods=periods)
 
 
 def _wrap_adam(**change):
@@ -160,6 +168,26 @@ CLAIMS = {
 }
 
 
+class _ForgetfulSampler(online.StochasticReddiProblem):
+    """The stochastic problem with its mean gradient off by 30 % of delta."""
+
+    def __init__(self, C, delta, shape, **kw):
+        super().__init__(C, 0.7 * delta, shape, **kw)
+
+
+def test_biased_sampler_fails_the_equivalence_test(monkeypatch):
+    monkeypatch.setattr(online, "StochasticReddiProblem", _ForgetfulSampler)
+    assert nonconvergence().verdict == "does not hold"
+
+
+def test_near_two_bound_broken_flips_the_verdict(monkeypatch):
+    # A threshold that stayed away from 1 as C -> 2 would break the bound.
+    real = online.boundary_beta2
+    monkeypatch.setattr(online, "boundary_beta2",
+                        lambda C, eps=0.0: np.minimum(real(C, eps), 0.99))
+    assert boundary().verdict == "does not hold"
+
+
 @pytest.mark.parametrize("key", sorted(CLAIMS))
 def test_claim_holds(key):
     experiment, _ = CLAIMS[key]
@@ -175,7 +203,7 @@ def test_mutant_flips_the_verdict(key, monkeypatch):
     assert experiment().verdict == "does not hold"
 
 
-# --------------------------------------------------------- the chapter's guards
+# -------------------------------------------------------- the chapter's guards
 
 
 def _chapter_cells():
@@ -200,6 +228,10 @@ def _chapter_cells():
     "BETA2_GRID = np.linspace(1e-3, 0.5, 20)",
     "PERIODS = 5",
     "STEPS_STO = 40",
+    "G_MARGIN = 0.001",
+    "G_MARGIN = 2.0",
+    "BETA2_PRACTICE = (0.999, 1.0)",
+    "C_NEAR_TWO = 2 + np.geomspace(1e-1, 1e-12, 6)",
 ])
 def test_chapter_refuses_meaningless_parameters(override):
     imports, parameters, guards, bounds = _chapter_cells()
