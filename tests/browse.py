@@ -22,6 +22,32 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 CHROMIUM = Path("/usr/bin/chromium")
+#: Where else a Chromium may be: other distributions' names and Google Chrome.
+OTHER_CHROMIUMS = ("/usr/bin/chromium-browser", "/usr/bin/google-chrome",
+                   "/Applications/Chromium.app/Contents/MacOS/Chromium",
+                   "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome")
+
+
+def find_chromium() -> Path | None:
+    """The Chromium to drive: ``$ADAMBOOK_CHROMIUM``, Debian's, another installed
+    one, or Playwright's own (after ``playwright install chromium``); None if none.
+    """
+    import os
+
+    given = os.environ.get("ADAMBOOK_CHROMIUM")
+    if given:
+        return Path(given) if Path(given).exists() else None
+    for path in (CHROMIUM, *map(Path, OTHER_CHROMIUMS)):
+        if path.exists():
+            return path
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            own = Path(pw.chromium.executable_path)
+        return own if own.exists() else None
+    except Exception:
+        return None
 #: The project's flags for headless Chromium; launch_persistent_context adds a fresh
 #: --user-data-dir (a new temporary profile each session).
 CHROMIUM_FLAGS = [
@@ -200,10 +226,11 @@ def browse_book(html_dir: Path, screenshots: Path, *, timeout_ms: int = 60_000) 
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    if not CHROMIUM.exists():
+    chromium = find_chromium()
+    if chromium is None:
         raise RuntimeError(
-            f"{CHROMIUM} is missing: install Debian's chromium package "
-            "(`apt-get install chromium`; `make test` does this)"
+            "no Chromium found: install Debian's chromium package, run "
+            "`.venv/bin/playwright install chromium`, or set ADAMBOOK_CHROMIUM"
         )
     html_dir = Path(html_dir)
     records: list[PageRecord] = []
@@ -212,7 +239,7 @@ def browse_book(html_dir: Path, screenshots: Path, *, timeout_ms: int = 60_000) 
 
     with serve(html_dir) as (base, server_errors), sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True,
+            str(profile), executable_path=str(chromium), headless=True,
             args=CHROMIUM_FLAGS, viewport=VIEWPORT, service_workers="block",
         )
 
