@@ -1,20 +1,11 @@
 r"""The moments of Adam's moving averages: closed forms, Monte Carlo, ε forms.
 
-Adam starts its averages at zero, :math:`m_0 = v_0 = 0`, and unrolls to
-
-.. math::
-
-    m_t = (1-\beta_1)\sum_{i=1}^{t} \beta_1^{t-i} g_i, \qquad
-    v_t = (1-\beta_2)\sum_{i=1}^{t} \beta_2^{t-i} g_i \odot g_i .
-
-The weights sum to :math:`1-\beta^t`, not to one, so for gradients of constant
-mean :math:`\mu` and second moment :math:`s`,
+From :math:`m_0 = v_0 = 0` the EMA weights sum to :math:`1-\beta^t`, so
 :math:`\mathbb E[m_t] = (1-\beta_1^t)\mu` and
-:math:`\mathbb E[v_t] = (1-\beta_2^t)s`. This module holds those closed forms
-(also for drifting streams: Kingma & Ba's :math:`\zeta`), a Monte Carlo of many
-independent gradient streams through :func:`adambook.functional.adam`, the size
-of Adam's steps with and without the correction, and the "efficient" form of
-the step with :math:`\hat\epsilon`. Explained in ``chapters/bias_correction``.
+:math:`\mathbb E[v_t] = (1-\beta_2^t)\mathbb E[g^2]`. Closed forms (also
+for drifting streams), a Monte Carlo through :func:`adambook.functional.adam`,
+step sizes with and without the correction, and the "efficient" ε̂ form.
+Explained in ``chapters/bias_correction``.
 """
 
 from __future__ import annotations
@@ -83,19 +74,11 @@ def gaussian_square_variance(mu, sigma):
 
 
 def ema_moments(means, variances, beta):
-    r"""Exact mean and variance of a zero-started EMA of independent inputs.
-
-    ``means[i]``, ``variances[i]`` describe the input at :math:`t = i+1` and
-    may drift. By linearity and independence,
-
-    .. math::
-
-        \mathbb E[e_t] = \beta\,\mathbb E[e_{t-1}] + (1-\beta)\,\mathbb E[x_t],
-        \quad \operatorname{Var}(e_t) = \beta^2 \operatorname{Var}(e_{t-1})
-        + (1-\beta)^2 \operatorname{Var}(x_t).
-
-    Returns ``(mean, variance)`` arrays; constant inputs give
-    :func:`ema_mean` and :func:`ema_variance`.
+    r"""Exact mean and variance of a zero-started EMA of independent inputs
+    of (possibly drifting) ``means[i]``, ``variances[i]`` at :math:`t=i+1`:
+    :math:`\mathbb E[e_t] = \beta\mathbb E[e_{t-1}] + (1-\beta)\mathbb E[x_t]`,
+    :math:`\operatorname{Var}(e_t) = \beta^2\operatorname{Var}(e_{t-1})
+    + (1-\beta)^2\operatorname{Var}(x_t)`. Returns ``(mean, variance)``.
     """
     means = np.asarray(means, dtype=float)
     variances = np.broadcast_to(np.asarray(variances, float), means.shape)
@@ -148,22 +131,16 @@ def simulate_moments(betas: Sequence[tuple[float, float]], n_streams: int,
                      device, dtype=torch.float64) -> list[dict]:
     r"""Run ``n_streams`` independent Gaussian gradient streams through Adam.
 
-    At step :math:`t` every stream gets :math:`g_t = \mu_t + \sigma_t\xi`,
-    :math:`\xi \sim N(0,1)` drawn from a CPU generator seeded with ``seed``
-    (the same numbers on any ``device``); ``mu``, ``sigma`` are numbers or
-    arrays of length ``steps``. Each pair in ``betas`` gets its own streams,
-    the entries of one vector stepped by :func:`adambook.functional.adam`
-    with ``lr = 1`` from :math:`\theta = 0`, so :math:`-\theta` is the step.
-
-    Nothing is kept per stream across steps. At each :math:`t`, over the
-    streams: the mean of :math:`m_t, v_t, \hat m_t, \hat v_t` with standard
-    errors, the variance of :math:`m_t, v_t` with standard errors, and the
-    largest relative gap between the package's step and
-    :math:`\hat m_t/(\sqrt{\hat v_t}+\epsilon)` formed here with
-    :math:`\hat m_t = m_t/(1-\beta_1^t)`, :math:`\hat v_t = v_t/(1-\beta_2^t)`.
-
-    Returns one dict per pair of arrays of length ``steps`` named as in
-    :data:`STAT_NAMES`, plus ``t``, ``mu``, ``sigma``, ``beta1``, ``beta2``.
+    :math:`g_t = \mu_t + \sigma_t\xi`, :math:`\xi` from a CPU generator
+    seeded with ``seed`` (the same on any ``device``); ``mu``, ``sigma``:
+    numbers or arrays of length ``steps``. Each pair of ``betas`` steps its
+    own streams with :func:`adambook.functional.adam` (``lr = 1``, from
+    :math:`\theta = 0`, so :math:`-\theta` is the step). Per step, over the
+    streams: means (with SEs) of :math:`m_t, v_t, \hat m_t, \hat v_t`,
+    variances (with SEs) of :math:`m_t, v_t`, and the largest relative gap
+    of the step from :math:`\hat m_t/(\sqrt{\hat v_t}+\epsilon)` formed here.
+    Returns one dict per pair: :data:`STAT_NAMES` arrays, ``t``, ``mu``,
+    ``sigma``, ``beta1``, ``beta2``.
     """
     mu_t = np.broadcast_to(np.asarray(mu, dtype=float), (steps,))
     sigma_t = np.broadcast_to(np.asarray(sigma, dtype=float), (steps,))
@@ -199,13 +176,13 @@ def simulate_moments(betas: Sequence[tuple[float, float]], n_streams: int,
 
 def step_tolerance(t, beta1, beta2, base=10):
     r"""Rounding bound on the relative gap between two computations of
-    :math:`\hat m_t/(\sqrt{\hat v_t}+\epsilon)`.
+    :math:`\hat m_t/(\sqrt{\hat v_t}+\epsilon)`:
+    :math:`U(b + 2\beta_1^t/(1-\beta_1^t) + 2\beta_2^t/(1-\beta_2^t))`.
 
-    Each takes about five roundings; the package forms :math:`1-\beta^t` as
-    ``1 - beta**t``, whose ``pow`` error (one ulp of :math:`\beta^t`) the
-    subtraction magnifies by :math:`\beta^t/(1-\beta^t)`. Hence
-    :math:`U(b + 2\beta_1^t/(1-\beta_1^t) + 2\beta_2^t/(1-\beta_2^t))`,
-    :math:`U = 2^{-52}`, ``base`` :math:`b` (more for longer chains).
+    ``base`` :math:`b`: the counted roundings (the package's step 6, the
+    direct formula about 8: :math:`14u = 7U`, so 10); the other terms:
+    ``1 - beta**t`` magnifies the one-ulp error of ``pow`` by
+    :math:`\beta^t/(1-\beta^t)`.
     """
     t = np.asarray(t, dtype=float)
     amp = lambda b: b**t / ema_mass(t, b)  # noqa: E731
@@ -217,11 +194,9 @@ def step_tolerance(t, beta1, beta2, base=10):
 
 def first_step(grad, *, lr, beta1, beta2, eps, bias_correction=True):
     r"""Adam's first step :math:`\theta_1 - \theta_0` from
-    :math:`m_0 = v_0 = 0`.
-
-    :math:`m_1 = (1-\beta_1)g`, :math:`v_1 = (1-\beta_2)g^2`: with the
-    correction the step is :math:`-\eta\,g/(|g|+\epsilon)`, without it
-    :math:`-\eta(1-\beta_1)g/(\sqrt{1-\beta_2}|g|+\epsilon)`.
+    :math:`m_0 = v_0 = 0`: :math:`-\eta\,g/(|g|+\epsilon)` with the
+    correction, :math:`-\eta(1-\beta_1)g/(\sqrt{1-\beta_2}|g|+\epsilon)`
+    without.
 
     >>> round(float(first_step(1.0, lr=1.0, beta1=0.9, beta2=0.999, eps=0.0,
     ...                        bias_correction=False)), 4)
@@ -241,17 +216,11 @@ def uncorrected_step_ratio(t, beta1, beta2):
 
 def step_bound(t, beta1, beta2, bias_correction=True):
     r"""Largest :math:`|\text{step}_t|/\eta` of Adam, :math:`\epsilon = 0`,
-    for any gradients.
-
-    By Cauchy–Schwarz, with :math:`\gamma = \beta_1^2/\beta_2 < 1`,
-
-    .. math::
-
-        \frac{|m_t|}{\sqrt{v_t}} \le \frac{1-\beta_1}{\sqrt{1-\beta_2}}
-            \sqrt{\frac{1-\gamma^t}{1-\gamma}},
-
-    attained by :math:`g_{t-k} \propto (\beta_1/\beta_2)^k`. The corrected
-    step multiplies it by :math:`\sqrt{1-\beta_2^t}/(1-\beta_1^t)`.
+    any gradients: by Cauchy–Schwarz, :math:`\gamma = \beta_1^2/\beta_2<1`,
+    :math:`|m_t|/\sqrt{v_t} \le \frac{1-\beta_1}{\sqrt{1-\beta_2}}
+    \sqrt{(1-\gamma^t)/(1-\gamma)}`, attained by
+    :math:`g_{t-k} \propto (\beta_1/\beta_2)^k`. The corrected step
+    multiplies it by :math:`\sqrt{1-\beta_2^t}/(1-\beta_1^t)`.
     """
     gamma = beta1**2 / beta2
     if not gamma < 1:
