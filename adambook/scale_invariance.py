@@ -14,8 +14,7 @@ import math
 import torch
 
 __all__ = ["angles", "sgd_angular_update", "adamw_angular_update",
-           "adam_l2_effective_decay", "paired_log_ratio", "equivalent",
-           "different"]
+           "adam_l2_effective_decay", "paired_log_ratio", "different"]
 
 
 def angles(before, after):
@@ -66,13 +65,7 @@ def paired_log_ratio(a, b):
     return d.mean().item(), d.std().item() / math.sqrt(d.numel())
 
 
-def equivalent(diff, se, margin, z):
-    r"""Equivalence shown: :math:`\lvert d\rvert + z\,\mathrm{se} \le m`
-    (the two one-sided tests at once)."""
-    return bool(abs(diff) + z * se <= margin)
-
-
 def different(diff, se, margin, z):
-    r"""A difference beyond the margin shown:
-    :math:`\lvert d\rvert - z\,\mathrm{se} > m`."""
+    r"""A difference beyond the margin shown: :math:`|d| - z\,se > m`
+    (the counterpart of :func:`adambook.stats.equivalent`)."""
     return bool(abs(diff) - z * se > margin)

@@ -21,7 +21,7 @@ def _cells():
             if c["cell_type"] == "code"]
 
 
-def _run(upto, patch=None, **params):
+def _run(upto, patch=None, late=None, **params):
     cells = _cells()
     scope = {"display": lambda *a: None}
     exec(cells[0].replace("adambook.use_style()", ""), scope)
@@ -35,6 +35,8 @@ def _run(upto, patch=None, **params):
         src = "\n".join(line for line in src.splitlines()
                         if not line.startswith(("assert v", "publish(")))
         exec(src, scope)
+        if late:  # patches what the chapter's cells define
+            late(scope)
         if upto in src:
             return scope
     raise AssertionError(f"no cell contains {upto!r}")
@@ -79,6 +81,7 @@ BAD = {
     "GRID_WDS": "10.0 ** np.arange(-0.5, 1.1, 0.25)",
     "EQ_TIMES": "1.0",
     "GRID_LRS": "10.0 ** np.arange(-3.0, 0.6, 0.5)",
+    "CONFIRM_SEEDS": "(28, 4)",
 }
 
 
@@ -92,3 +95,33 @@ def test_require_rejects(name):
     exec(f"{name} = {BAD[name]}", scope)
     with pytest.raises(ValueError):
         exec(cells[2], scope)
+
+
+def test_lr_wd_product_judge_separates_decided_from_undecided():
+    from adambook.judges.normalization import judge_lr_wd_product as j
+    m, z = 0.1, 3.0
+    eq, differ, wide = (0.0, 0.01), (0.5, 0.01), (0.05, 0.1)
+    assert j([eq], [differ], z, m, "s").verdict == "holds"
+    v = j([wide], [differ], z, m, "s")  # AdamW undecided, L2 differs
+    assert v.verdict == "holds with a qualification"
+    assert "undecided" in v.proved
+    v = j([differ], [differ], z, m, "s")  # an AdamW pair differs
+    assert v.verdict == "does not hold" and "shown to differ" in v.proved
+    assert j([wide], [wide], z, m, "s").verdict == "does not hold"
+
+
+def test_grid_second_run_and_decay_through_preconditioner():
+    # Fewer seeds, so a laxer ALPHA; the chapter's grid and steps.
+    small = dict(CONFIRM_SEEDS=(12, 12), ALPHA=0.05)
+    s = _run("diffs2 = ", **small)
+    assert s["v6"].verdict == "holds with a qualification"
+
+    def as_l2(scope):  # AdamW's rows decay through the preconditioner
+        rates = scope.get("row_rates")
+        if rates and not hasattr(rates, "mutant"):
+            scope["row_rates"] = lambda meth, lr, wd: rates(
+                meth * 0 + 1, lr, wd)
+            scope["row_rates"].mutant = True
+
+    m = _run("diffs2 = ", late=as_l2, **small)
+    assert m["v6"].verdict == "does not hold"
