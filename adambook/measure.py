@@ -1,8 +1,5 @@
-"""Measured costs (:numref:`sec-memory-peak` to :numref:`sec-memory-zero`):
-peak memory of training steps in fresh processes, ZeRO's sharded state,
-intervals for the median of a step time."""
-
-from __future__ import annotations
+"""Measured costs (sec-memory-peak to sec-memory-zero): peak memory of steps
+in fresh processes, ZeRO's sharded state, median intervals of step times."""
 
 import contextlib
 import gc
@@ -53,20 +50,19 @@ def _reset_hwm() -> int:  # writing 5 to clear_refs resets VmHWM (Linux >= 4)
 
 
 def _build(model: str, model_kwargs: dict, dtype="float32", device="cpu"):
-    make = {"mlp": M.mlp, "transformer": M.transformer}[model]
-    return make(**model_kwargs, dtype=getattr(torch, dtype), device=device)
+    return {"mlp": M.mlp, "transformer": M.transformer}[model](
+        **model_kwargs, dtype=getattr(torch, dtype), device=device)
 
 
 def _steps(optimizer, library, model, model_kwargs, batch, opt_kwargs,
-           dtype="float32", device="cpu", one_layer=False):
+           data_seed, dtype="float32", device="cpu", one_layer=False):
     """Two training steps, the second with the state alive (counted)."""
     if one_layer:  # the same shapes and kernels, for a warm-up
         depth = {"mlp": "depth", "transformer": "num_layers"}[model]
         model_kwargs = dict(model_kwargs, **{depth: 1})
     net = _build(model, model_kwargs, dtype, device)
     opt = M.make_optimizer(optimizer, net.parameters(), library, **opt_kwargs)
-    x = M.model_input(net, batch)
-    M.train_step(net, opt, x)
+    M.train_step(net, opt, x := M.model_input(net, batch, seed=data_seed))
     with M.saved_activation_bytes(net) as saved:
         M.train_step(net, opt, x)
     return net, opt, saved
@@ -92,8 +88,7 @@ def cuda_step_peak(device, **job) -> dict:
     cuda, device = torch.cuda, torch.device(device)
 
     def baseline():
-        cuda.synchronize(device)
-        cuda.empty_cache()
+        cuda.synchronize(device), cuda.empty_cache()
         cuda.reset_peak_memory_stats(device)
         return cuda.memory_allocated(device)
 
@@ -101,7 +96,8 @@ def cuda_step_peak(device, **job) -> dict:
                     or cuda.max_memory_allocated(device), device=device, **job)
 
 
-def _zero_rank(rank, world_size, port, model, model_kwargs, batch, seq_len):
+def _zero_rank(rank, world_size, port, model, model_kwargs, batch, seq_len,
+               data_seed):
     """One rank of ZeroRedundancyOptimizer(Adam) under DDP, gloo, loopback."""
     import torch.distributed as dist
     from torch.distributed.optim import ZeroRedundancyOptimizer
@@ -116,15 +112,14 @@ def _zero_rank(rank, world_size, port, model, model_kwargs, batch, seq_len):
         ddp = DistributedDataParallel(net)
         opt = ZeroRedundancyOptimizer(
             net.parameters(), optimizer_class=torch.optim.Adam, lr=1e-3)
-        x = M.model_input(net, batch, seq_len, seed=1 + rank)  # its own data
+        x = M.model_input(net, batch, seq_len, data_seed + rank)  # its data
         for _ in range(2):
             opt.zero_grad()
             ddp(x).square().mean().backward()  # DDP averages the gradients
             opt.step()  # each rank updates its shard and broadcasts it
         local = M.count_memory(opt.optim)
         flat = torch.cat([p.detach().flatten() for p in net.parameters()])
-        top = flat.clone()
-        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+        dist.all_reduce(top := flat.clone(), op=dist.ReduceOp.MAX)
         sizes = list(map(M.tensor_bytes, net.parameters()))
         return {"rank": rank, "state": local.state, "all_params": sum(sizes),
                 "local_tensors": local.n_tensors, "largest_param": max(sizes),
@@ -142,9 +137,8 @@ _JOBS = {"peak": _peak_job, "zero": _zero_rank}
 
 
 def _serve() -> None:
-    """The fresh process of :func:`start_jobs`: import torch, warm up once per
-    distinct peak job (the children inherit the libraries it set up), fork
-    a child per job, ``parallel`` at a time, print the results as JSON."""
+    """The process of :func:`start_jobs`: warm up once per distinct peak job
+    (for the children), fork a child a job, print the results as JSON."""
     req = json.loads(sys.argv[1])
     alarm = math.ceil(req["timeout_s"]) + 5  # no process outlives it
     signal.alarm(alarm)
@@ -170,13 +164,12 @@ def start_jobs(jobs: list[dict], parallel: int, timeout_s: float):
     results. All die on an error or ``timeout_s`` after the start. Linux.
 
     ``{"fn": "peak", "kwargs": {optimizer, library, model, model_kwargs,
-    batch, opt_kwargs, dtype}}``: ``peak_increment``, the peak RSS of two
-    training steps of ``model`` (``"mlp"`` or ``"transformer"``) above the
-    RSS before it was built, with the counts :func:`peak_bounds` needs.
+    batch, opt_kwargs, data_seed, dtype}}``: ``peak_increment``, the peak RSS
+    of two training steps of ``model`` (``"mlp"`` or ``"transformer"``) above
+    the RSS before it was built, with the counts :func:`peak_bounds` needs.
     ``{"fn": "zero", "kwargs": {rank, world_size, port, model, model_kwargs,
-    batch, seq_len}}``: one rank of ``ZeroRedundancyOptimizer(Adam)`` on
-    gloo over loopback; a group's ranks must run at once (put them first).
-    """
+    batch, seq_len, data_seed}}``: one rank of ZeroRedundancyOptimizer(Adam)
+    on gloo, loopback; a group's ranks must run at once (put them first)."""
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD),
                OMP_NUM_THREADS="1",
@@ -213,16 +206,16 @@ def free_port() -> int:  # a TCP port free on 127.0.0.1 now, picked by the OS
 
 
 def step_temporaries(run: dict) -> tuple[int, int]:
-    """Bytes and blocks of the temporaries one optimizer step holds at once,
-    read off ``torch.optim``'s code: SGD and the fused step none;
-    single-tensor Adam two of the largest parameter's size
-    (``exp_avg_sq.sqrt() / c``); foreach Adam one per parameter."""
-    kw = run["opt_kwargs"]
-    if run["optimizer"].startswith("sgd") or kw.get("fused"):
-        return 0, 0
-    if kw.get("foreach"):
-        return run["count"]["params"], run["count"]["n_tensors"]
-    return 2 * run["largest_param"], 2
+    """Bytes and blocks a step holds at once, read off ``torch.optim``: SGD,
+    fused Adam none; single-tensor Adam two of the largest parameter's size
+    (``exp_avg_sq.sqrt() / c``), foreach Adam one per parameter; in the
+    backward pass one layer's gradients (weight, bias) too."""
+    kw, big, c = run["opt_kwargs"], run["largest_param"], run["count"]
+    grads = (2 * big, 2) if kw.get("in_backward") else (0, 0)
+    temp = ((0, 0) if run["optimizer"].startswith("sgd") or kw.get("fused")
+            else (c["params"], c["n_tensors"]) if kw.get("foreach")
+            else (2 * big, 2))
+    return grads[0] + temp[0], grads[1] + temp[1]
 
 
 def peak_bounds(run: dict) -> tuple[int, int]:
@@ -231,9 +224,8 @@ def peak_bounds(run: dict) -> tuple[int, int]:
     its backward pass), upper :math:`P + G + S + A + T`, :math:`T` the
     step's temporaries, three activation-sized buffers of the backward pass
     and :data:`PAGE_SLACK` per live block."""
-    c = run["count"]
-    P, G, A = c["params"], c["grads"], run["activations"]
-    S = c["state"] + c["scalars"]
+    c, A = run["count"], run["activations"]
+    P, G, S = c["params"], c["grads"], c["state"] + c["scalars"]
     temp, temp_blocks = step_temporaries(run)
     blocks = ((2 + c["state"] // P) * c["n_tensors"] + run["n_activations"]
               + 3 + temp_blocks)
@@ -250,27 +242,26 @@ def summarize_peaks(runs: list[dict]) -> dict[str, dict]:
         label = (f"{r['optimizer']}{f'[{opts}]' if opts else ''} "
                  f"{r['model']} B={r['batch']}")
         groups.setdefault(label, []).append(r)
-    return {label: {"median": float(np.median(peaks)), "n": len(rs),
-                    "spread": float(np.ptp(peaks)),
-                    "bounds": peak_bounds(rs[0]), "run": rs[0]}
+    return {label: {"median": float(np.median(x)), "n": len(rs), "run": rs[0],
+                    "spread": float(np.ptp(x)), "bounds": peak_bounds(rs[0])}
             for label, rs in groups.items()
-            for peaks in [np.array([r["peak_increment"] for r in rs])]}
+            for x in [[r["peak_increment"] for r in rs]]}
 
 
 def measurement_noise(summary: dict) -> float:
-    """The largest spread of any repeated run: the noise of the process
-    (where heap and libraries land), pooled, for every run."""
+    """The largest spread of any repeated run, pooled: the noise of the
+    process (where heap and libraries land); its error rate: the chapter."""
     return max(v["spread"] for v in summary.values() if v["n"] > 1)
 
 
 def difference_interval(summary, label: str, base: str):
     """Where the peak of ``label`` may lie above that of ``base``: the extra
-    state, plus at most ``label``'s step temporaries and a page slack per
+    state, plus at most the extra step temporaries and a page slack per
     extra block, give or take the noise of each of the two peaks."""
-    a, cb = summary[label]["run"], summary[base]["run"]["count"]
-    ca = a["count"]
+    (a, ca), (b, cb) = ((r, r["count"]) for r in (
+        summary[label]["run"], summary[base]["run"]))
     extra = ca["state"] + ca["scalars"] - cb["state"] - cb["scalars"]
-    temp, temp_blocks = step_temporaries(a)
+    temp, temp_blocks = np.subtract(step_temporaries(a), step_temporaries(b))
     slots = ca["state"] // ca["params"] - cb["state"] // cb["params"]
     blocks = slots * ca["n_tensors"] + temp_blocks
     noise = 2 * measurement_noise(summary)  # of each of the two peaks

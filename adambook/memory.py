@@ -1,8 +1,5 @@
-"""What an optimizer keeps: bytes counted on live objects, and at scale
-(:numref:`sec-memory-count`, :numref:`sec-memory-scale`); peak memory and
-step time are measured in :mod:`adambook.measure`."""
-
-from __future__ import annotations
+"""What an optimizer keeps, counted on live objects and at scale (sections
+sec-memory-count, sec-memory-scale); peaks and times: :mod:`.measure`."""
 
 import math
 from contextlib import contextmanager
@@ -13,19 +10,14 @@ import torch
 
 
 def tensor_bytes(t: torch.Tensor) -> int:
-    """Bytes of the elements of ``t``: ``numel * element_size``.
-
-    >>> tensor_bytes(torch.zeros(10, 3))
-    120
-    """
+    """Bytes of the elements of ``t``: ``numel * element_size``."""
     return t.numel() * t.element_size()
 
 
 @dataclass(frozen=True)
 class MemoryCount:
-    """Bytes of one optimizer's distinct ``params``, their ``grads``, its
-    ``state`` tensors (1-d and up) and 0-d ``scalars`` (``torch.optim``'s
-    ``step``); ``numel`` and ``n_tensors`` of the parameters."""
+    """Bytes of an optimizer's distinct ``params``, ``grads``, ``state`` (1-d
+    and up), 0-d ``scalars`` (torch's ``step``); ``numel``, ``n_tensors``."""
 
     params: int
     grads: int
@@ -36,19 +28,15 @@ class MemoryCount:
 
     def ratio(self, numerator: str, denominator: str = "params") -> Fraction:
         """An exact ratio of sums of fields, e.g. ``ratio("params+state")``."""
-
-        def total(expr: str) -> int:
-            return sum(getattr(self, n.strip()) for n in expr.split("+"))
-
-        return Fraction(total(numerator), total(denominator))
+        return Fraction(*(sum(getattr(self, n.strip()) for n in e.split("+"))
+                          for e in (numerator, denominator)))
 
 
 def count_memory(optimizer: torch.optim.Optimizer) -> MemoryCount:
     """Count the bytes of ``optimizer``'s parameters, gradients and state.
 
     >>> p = torch.nn.Parameter(torch.zeros(1000))
-    >>> opt = torch.optim.Adam([p])
-    >>> p.grad = torch.ones(1000)
+    >>> p.grad, opt = torch.ones(1000), torch.optim.Adam([p])
     >>> opt.step()
     >>> c = count_memory(opt)
     >>> c.params, c.grads, c.state, c.scalars
@@ -72,10 +60,11 @@ OPTIMIZER_NAMES = ("sgd", "sgd_momentum", "adam", "adamw")
 
 
 def make_optimizer(name: str, params, library: str = "torch",
-                   lr: float = 1e-3, **kwargs):
+                   lr: float = 1e-3, in_backward: bool = False, **kwargs):
     """Optimizer ``name`` of :data:`OPTIMIZER_NAMES` from ``library``,
-    ``"torch"`` or ``"adambook"``; ``kwargs`` pass through (e.g.
-    ``foreach=True`` or ``fused=True`` for torch)."""
+    ``"torch"`` or ``"adambook"``, applied in the backward pass if
+    ``in_backward`` (:func:`step_in_backward`); ``kwargs`` pass through
+    (e.g. ``foreach=True`` or ``fused=True`` for torch)."""
     from . import optim as ab
 
     lib = {"torch": torch.optim, "adambook": ab}.get(library)
@@ -83,10 +72,25 @@ def make_optimizer(name: str, params, library: str = "torch",
         raise ValueError(
             f"unknown optimizer {name!r} for library {library!r}")
     if name.startswith("sgd"):
-        momentum = 0.9 if name == "sgd_momentum" else 0.0
-        return lib.SGD(params, lr=lr, momentum=momentum, **kwargs)
-    make = {"adam": lib.Adam, "adamw": lib.AdamW}[name]
-    return make(params, lr=lr, **kwargs)
+        kwargs["momentum"] = 0.9 if name == "sgd_momentum" else 0.0
+    make = {"adam": lib.Adam, "adamw": lib.AdamW}.get(name, lib.SGD)
+    opt = make(params, lr=lr, **kwargs)
+    return step_in_backward(opt) if in_backward else opt
+
+
+def step_in_backward(optimizer):
+    """Step ``optimizer`` (per-tensor state, as ``torch.optim``'s) inside
+    ``backward()``: a post-accumulate-grad hook updates each tensor once its
+    gradient is complete (the others are ``None``, so ``step()`` touches it
+    alone), then frees that gradient (LOMO, Lv et al. 2023)."""
+
+    def hook(p):
+        optimizer.step()
+        p.grad = None
+
+    for p in (p for g in optimizer.param_groups for p in g["params"]):
+        p.register_post_accumulate_grad_hook(hook)
+    return optimizer
 
 
 def mlp(width: int, depth: int, seed: int = 0, dtype=torch.float32,
@@ -94,9 +98,8 @@ def mlp(width: int, depth: int, seed: int = 0, dtype=torch.float32,
     """``depth`` layers ``Linear(width, width)``, each followed by a ReLU:
     ``depth * (width**2 + width)`` parameters in many equal tensors."""
     torch.manual_seed(seed)
-    layers = []
-    for _ in range(depth):
-        layers += [torch.nn.Linear(width, width), torch.nn.ReLU()]
+    layers = [m for _ in range(depth)
+              for m in (torch.nn.Linear(width, width), torch.nn.ReLU())]
     return torch.nn.Sequential(*layers).to(device=device, dtype=dtype)
 
 
@@ -107,22 +110,19 @@ def transformer(d_model: int, nhead: int, num_layers: int,
     torch.manual_seed(seed)
     layer = torch.nn.TransformerEncoderLayer(
         d_model, nhead, dim_feedforward, batch_first=True)
-    net = torch.nn.TransformerEncoder(layer, num_layers,
-                                      enable_nested_tensor=False)
-    return net.to(device=device, dtype=dtype)
+    return torch.nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=
+                                       False).to(device=device, dtype=dtype)
 
 
 def model_input(model: torch.nn.Module, batch: int, seq_len: int = 64,
                 seed: int = 1):
     """A random batch for :func:`mlp` or :func:`transformer`, drawn on the CPU
     (the numbers do not depend on the device) and moved to the model's."""
+    shape = ((batch, seq_len, model.layers[0].self_attn.embed_dim)
+             if isinstance(model, torch.nn.TransformerEncoder)
+             else (batch, model[0].in_features))
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     p = next(model.parameters())
-    gen = torch.Generator().manual_seed(seed)
-    if isinstance(model, torch.nn.TransformerEncoder):
-        d = model.layers[0].self_attn.embed_dim
-        x = torch.randn(batch, seq_len, d, generator=gen)
-    else:
-        x = torch.randn(batch, model[0].in_features, generator=gen)
     return x.to(device=p.device, dtype=p.dtype)
 
 
@@ -130,8 +130,7 @@ def train_step(model, optimizer, x) -> float:
     """One step on ``mean(model(x)**2)``; the gradients outlive it, to be
     counted, as they are alive at the peak of a step."""
     optimizer.zero_grad(set_to_none=True)
-    loss = model(x).float().square().mean()
-    loss.backward()
+    (loss := model(x).float().square().mean()).backward()
     optimizer.step()
     return loss.item()
 
@@ -180,8 +179,7 @@ def bytes_per_param(optimizer: str, precision: str = "fp32") -> dict:
     (16, 8)
     """
     if precision not in ("fp32", "mixed"):
-        raise ValueError(
-            f"precision must be 'fp32' or 'mixed', got {precision!r}")
+        raise ValueError(f"precision must be fp32 or mixed, not {precision!r}")
     weights, grads, master = (4, 4, 0) if precision == "fp32" else (2, 2, 4)
     if optimizer == "adam8bit":
         state = eightbit_state_bytes(2048) / 2048
@@ -209,12 +207,9 @@ def training_memory_table(sizes: dict[str, float]) -> list[dict]:
     >>> row["fp32 SGD"], row["fp32 Adam"], row["mixed Adam"]
     (56.0, 112.0, 112.0)
     """
-    return [
-        {"model": name, "params": n} | {
-            col: round(n * bytes_per_param(*how)["total"] / 1e9, 6)
-            for col, how in TABLE_COLUMNS.items()}
-        for name, n in sizes.items()
-    ]
+    return [{"model": name, "params": n} | {
+        col: round(n * bytes_per_param(*how)["total"] / 1e9, 6)
+        for col, how in TABLE_COLUMNS.items()} for name, n in sizes.items()]
 
 
 def zero_bytes_per_param(stage: int, n_devices: int, k: float = 12.0):
@@ -248,7 +243,6 @@ def adafactor_state_numel(shape) -> int:
     >>> adafactor_state_numel((1024, 4096)), adafactor_state_numel((4096,))
     (5120, 4096)
     """
-    if len(shape) < 2:
-        return math.prod(shape)
-    return math.prod(shape[:-2]) * (shape[-2] + shape[-1])
+    return (math.prod(shape) if len(shape) < 2
+            else math.prod(shape[:-2]) * (shape[-2] + shape[-1]))
 

@@ -163,6 +163,27 @@ def test_step_temporaries():
     assert measure.step_temporaries(fake_run(opt_kwargs={"foreach": True})) == (1000, 2)
     assert measure.step_temporaries(fake_run(opt_kwargs={"fused": True})) == (0, 0)
     assert measure.step_temporaries(fake_run(optimizer="sgd_momentum")) == (0, 0)
+    # in the backward pass one layer's gradients (weight, bias) are alive too
+    ib = {"in_backward": True}
+    assert measure.step_temporaries(fake_run(opt_kwargs=ib)) == (400, 4)
+    assert measure.step_temporaries(fake_run(optimizer="sgd", opt_kwargs=ib)) == (200, 2)
+
+
+@pytest.mark.parametrize("name", M.OPTIMIZER_NAMES)
+def test_step_in_backward_equals_the_ordinary_step(name):
+    a, b = M.mlp(16, 3, seed=0), M.mlp(16, 3, seed=0)
+    oa = M.make_optimizer(name, a.parameters(), "torch", lr=1e-2)
+    ob = M.make_optimizer(name, b.parameters(), "torch", lr=1e-2, in_backward=True)
+    alive = []
+    for p in b.parameters():  # registered after the optimizer's hooks
+        p.register_post_accumulate_grad_hook(lambda p: alive.append(
+            sum(q.grad is not None for q in b.parameters())))
+    x = M.model_input(a, 4)
+    for _ in range(3):
+        M.train_step(a, oa, x), M.train_step(b, ob, x)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)  # the same numbers, bit for bit
+    assert max(alive) == 0 and M.count_memory(ob).grads == 0  # freed at once
 
 
 def test_peak_bounds():
@@ -200,7 +221,8 @@ def test_median_ci_needs_enough_draws():
 
 linux = pytest.mark.skipif(not measure.peak_supported(), reason="needs /proc")
 PEAK = dict(library="torch", model="mlp", batch=4, opt_kwargs={},
-            model_kwargs={"width": 256, "depth": 8}, dtype="float32")
+            model_kwargs={"width": 256, "depth": 8}, dtype="float32",
+            data_seed=1)
 
 
 @linux
@@ -262,7 +284,7 @@ def test_zero_shards_adam_state_over_two_ranks(model, kwargs):
     port = measure.free_port()
     jobs = [{"fn": "zero", "kwargs": dict(
         rank=r, world_size=2, port=port, model=model, model_kwargs=kwargs,
-        batch=2, seq_len=16)} for r in range(2)]
+        batch=2, seq_len=16, data_seed=1)} for r in range(2)]
     ranks = measure.start_jobs(jobs, parallel=2, timeout_s=120)()
     assert [r["rank"] for r in ranks] == [0, 1]
     total = 2 * ranks[0]["all_params"]
