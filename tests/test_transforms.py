@@ -118,3 +118,17 @@ def test_decay_needs_the_parameters():
     opt = T.add_decayed_weights(0.1)
     with pytest.raises(ValueError, match="needs the parameters"):
         opt.update(torch.ones(2), opt.init(torch.ones(2)), None)
+
+
+def test_adam_decay_rows_are_adam_l2_and_adamw_bit_for_bit():
+    grads = stream(d=3)
+    lrs = torch.tensor([[1e-3], [1e-2], [3e-2]], dtype=torch.float64)
+    lams = torch.tensor([[0.1], [1.0], [3.0]], dtype=torch.float64)
+    theta0 = torch.linspace(-1, 1, 3, dtype=torch.float64).expand(3, 3)
+    rows = [g.expand(3, 3) for g in grads]
+    zero = torch.zeros_like(lams)
+    both = run_chain(T.adam_decay(torch.cat([lrs, lrs]), torch.cat([lams, zero]),
+                                  torch.cat([zero, lams])),
+                     torch.cat([theta0, theta0]), [torch.cat([g, g]) for g in rows])
+    assert torch.equal(both[:3], run_chain(T.adam_l2(lrs, lams), theta0, rows))
+    assert torch.equal(both[3:], run_chain(T.adamw(lrs, lams), theta0, rows))
