@@ -13,7 +13,6 @@ import torch
 from . import regularization as reg
 from .problems import LeastSquares, scaled_regression
 
-U = reg.UNIT_ROUNDOFF
 #: The column scales of the post's design.
 SCALES = (1.0, 1000.0)
 #: The ridge strength of the post's example.
@@ -125,9 +124,13 @@ def run_adam(problem, kind, weight_decay, schedule, theta0=None, eps=EPS,
     interval, or ``"log"``: ~400 log-spaced steps) ``path``, ``steps`` and
     ``denom`` (:math:`\sqrt{\hat v_t}+\epsilon`); with ``measure_decay``,
     each recorded step retaken without decay gives ``decay``,
-    :math:`(\theta^{\lambda=0}_t-\theta_t)/(\eta\theta_{t-1})`, and its
-    rounding bound ``decay_rounding``, :math:`8u(\lvert\theta^{\lambda=0}_t
-    \rvert+\lvert\theta_t\rvert)/\lvert\theta^{\lambda=0}_t-\theta_t\rvert`.
+    :math:`(\theta^{\lambda=0}_t-\theta_t)/(\eta\theta_{t-1})`, and
+    ``decay_rounding``, the bound on its relative rounding error where the
+    moments do not see :math:`\lambda` (post's form, AdamW): the shrunk
+    :math:`\theta` and each :math:`\eta\hat m/(\sqrt{\hat v}+\epsilon)` round
+    :math:`\le 4` times, each result once: :math:`[\gamma_4(2|\theta_{t-1}|
+    +|\Delta^{0}_t|+|\Delta_t|)+u(|\theta^{\lambda=0}_t|+|\theta_t|)]
+    /|\theta^{\lambda=0}_t-\theta_t|+\gamma_4`, :math:`\Delta`: the steps.
     """
     kinds = [kind] if isinstance(kind, str) else list(kind)
     X, T = problem.X, schedule.total
@@ -148,6 +151,7 @@ def run_adam(problem, kind, weight_decay, schedule, theta0=None, eps=EPS,
     rec = {"path": [theta.clone()], "denom": [], "decay": [],
            "decay_rounding": []}
     u, steps = torch.finfo(X.dtype).eps / 2, [0]
+    g4 = reg.gamma(4, u)
     for t in range(1, T + 1):
         g, lr = problem.grad(theta), schedule(t)
         if measure_decay and t in marks:
@@ -163,8 +167,10 @@ def run_adam(problem, kind, weight_decay, schedule, theta0=None, eps=EPS,
             if measure_decay:
                 gap = free - theta
                 rec["decay"].append(gap / (lr * before))
-                rec["decay_rounding"].append(
-                    8 * u * (free.abs() + theta.abs()) / gap.abs())
+                rec["decay_rounding"].append((g4 * (
+                    2 * before.abs() + (before - free).abs()
+                    + (before - theta).abs()) + u * (free.abs()
+                    + theta.abs())) / gap.abs() + g4)
     out = {"theta": theta, "sqrt_vhat": (v / (1 - beta2**T)).sqrt(),
            "mhat": m / (1 - beta1**T)}
     if marks:

@@ -21,7 +21,7 @@ from adambook import functional as F
 from adambook import regularization as reg
 from adambook.judges import decay as J
 from adambook.problems import LeastSquares
-from adambook.stats import z_bound
+from adambook.stats import equivalent, z_bound
 
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
 LAM, B1, B2, EPS = 0.1, 0.9, 0.999, 1e-8
@@ -88,24 +88,29 @@ def adam_gap_verdict(device="cpu", steps=200, lr=1e-3):
 
 
 def effective_verdict(device="cpu", steps=3000, lrs=(1e-2, 1e-3), every=20):
-    """chapters/l2_weight_decay, sec-l2wd-effective."""
+    """chapters/l2_weight_decay, sec-l2wd-effective: both regimes."""
     P = decay.post_problem(device)
     kinds = ["adam_post"] * len(lrs) + ["adam_l2"] * len(lrs)
     lr = torch.tensor(list(lrs) * 2, dtype=P.X.dtype, device=device)[:, None]
     run = decay.run_adam(P, kinds, LAM, decay.constant(lr, steps), eps=EPS,
                          record_every=every, measure_decay=True, beta1=B1,
                          beta2=B2)
+    conv = decay.run_adam(P, ["adam_post", "adam_l2"], LAM,
+                          decay.hold_then_decay(1e-2, 1e-9, 5_000, 40_000),
+                          eps=EPS, record_every=every, beta1=B1, beta2=B2)
     d = run["denom"]
     ratio = (d[..., 1] / d[..., 0]).cpu().numpy()
     post = slice(0, len(lrs))
-    rate, measured = LAM / d[:, post], run["decay"][:, post]
-    gaps = ((measured - rate).abs() / rate).amax(dim=(0, 2)).tolist()
-    rounding = run["decay_rounding"][:, post].amax(dim=(0, 2)).tolist()
-    measured_min = (measured[..., 0] / measured[..., 1]).min().item()
+    rel = ((run["decay"][:, post] - LAM / d[:, post]).abs() * d[:, post]
+           / LAM - run["decay_rounding"][:, post] - reg.gamma(1))
+    cr = (conv["denom"][-1, :, 1] / conv["denom"][-1, :, 0]).tolist()
+    ridge = P.ridge_solution(LAM)
+    limit = ((LAM * ridge[1] + EPS) / (LAM * ridge[0] + EPS)).item()
     col = (P.X[:, 1].norm() / P.X[:, 0].norm()).item()
     return J.judge_nonuniform_effective_decay(
-        ratio.min(), ratio.max(), measured_min, gaps, rounding, col, lrs,
-        steps, P.n)
+        ratio.min(), bool((rel <= 0).all()),
+        {"post": cr[0], "torch": cr[1]}, limit, col, lrs, steps, 40_000,
+        P.n)
 
 
 def ridge_verdicts(device="cpu", runs=300, steps=10_000, lr=1e-3):
@@ -114,9 +119,15 @@ def ridge_verdicts(device="cpu", runs=300, steps=10_000, lr=1e-3):
     ridge = P.ridge_solution(LAM)
     schedule = decay.hold_then_decay(1e-2, 1e-9, hold=2_000, total=12_000)
     full = decay.run_adam(P, ["adam_l2", "adam_post", "adamw"], LAM,
-                          schedule, eps=EPS, beta1=B1, beta2=B2)
+                          schedule, eps=EPS, beta1=B1, beta2=B2,
+                          record_every=100, measure_decay=True)
     tol = decay.relative_accuracy(P, LAM) * ridge.norm().item()
     certs = [reg.certify(P, th, LAM)["upper"] for th in full["theta"][:2]]
+    lr_hb, mu = reg.heavy_ball(P, LAM)
+    sgd, buf = torch.zeros_like(ridge), [None]
+    for _ in range(15_000):
+        F.sgd([sgd], [P.grad(sgd)], buf, lr=lr_hb, momentum=mu,
+              weight_decay=LAM)
     kinds = list(decay.ADAM_MODES)
     l2, post, dec = (torch.tensor([LAM * (k == p) for k in kinds],
                                   dtype=P.X.dtype, device=device)[:, None,
@@ -132,15 +143,29 @@ def ridge_verdicts(device="cpu", runs=300, steps=10_000, lr=1e-3):
         if t > steps // 2:
             avg += theta
     avg /= steps - steps // 2
-    z_ridge = (avg.mean(1) - ridge) / (avg.std(1) / math.sqrt(runs))
+    mean, se = avg.mean(1), avg.std(1) / math.sqrt(runs)
+    z_ridge = (mean - ridge) / se
     z = z_bound(1e-3, 6)
+    margin = (P.ridge_solution(1.1 * LAM) - ridge).abs()[0].item()
+    equiv = [bool(equivalent((mean[i] - ridge)[0].item(), se[i, 0].item(),
+                             margin, z)) for i in range(2)]
     v_ridge = J.judge_ridge_stationary_point(
-        certs, tol, z_ridge[:2].cpu().numpy(), z, LAM, schedule.total, runs,
-        steps, P.n)
-    v_fix = J.judge_adamw_fixes_it(reg.certify(P, full["theta"][2], LAM),
+        certs, tol, z_ridge[:2].cpu().numpy(), z, equiv, margin, LAM,
+        schedule.total, runs, steps, P.n)
+    w_ridge = reg.certify(P, full["theta"][2], LAM)
+    v_fix = J.judge_adamw_fixes_it(w_ridge,
                                    reg.certify(P, full["theta"][2], 0.0),
-                                   tol, LAM, schedule.total, P.n)
-    return v_ridge, v_fix
+                                   tol, LAM, schedule.total, P.n, 0.0)
+    v_sgd = J.judge_sgd_converges_to_ridge(
+        reg.certify(P, sgd, LAM)["upper"], tol, LAM, 15_000, P.n)
+    v_obj = J.judge_adam_l2_same_objective(certs, w_ridge["lower"], tol,
+                                           LAM, schedule.total, P.n)
+    rel = (full["decay"][1:, 2] / LAM - 1).abs().cpu().numpy()
+    bound = (full["decay_rounding"][1:, 2] + 2 * reg.gamma(1)).cpu().numpy()
+    v_step = J.judge_adamw_decouples_per_step(rel, bound, (LAM,),
+                                              schedule.total, P.n)
+    return {v.key: v.verdict for v in (v_ridge, v_fix, v_sgd, v_obj,
+                                       v_step)}
 
 
 # ---------------------------------------------------------------- mutants
@@ -186,27 +211,71 @@ def test_l2_not_wd_for_adam(device, monkeypatch):
     assert adam_gap_verdict().verdict == "does not hold"
 
 
+def _post_sees_penalty():
+    """decay.adam_step with the post's form turned into torch's: the
+    moments see λθ, so at ridge v̂ vanishes instead of tending to λθ*."""
+    original = decay.adam_step
+
+    def broken(theta, g, m, v, t, lr, l2, post, dec, beta1, beta2, eps):
+        return original(theta, g, m, v, t, lr, l2 + post, 0.0, dec, beta1,
+                        beta2, eps)
+
+    return broken
+
+
+def _decoupled_sgd():
+    """adambook.functional.sgd with every weight decay made decoupled."""
+    original = F.sgd
+
+    def broken(*args, **kwargs):
+        kwargs["decoupled_weight_decay"] = True
+        return original(*args, **kwargs)
+
+    return broken
+
+
 def test_nonuniform_effective_decay(device, monkeypatch):
     want = "holds with a qualification"
     assert effective_verdict(device).verdict == want
-    monkeypatch.setattr(decay, "adam_step", _move_decay(True))
+    # the post's form made torch's: its rate is no longer eq-effective-decay
+    monkeypatch.setattr(decay, "adam_step", _post_sees_penalty())
     assert effective_verdict().verdict == "does not hold"
+    # had the converged post's form kept the ratio above one: "holds"
+    v = J.judge_nonuniform_effective_decay(74.0, True, {"post": 2.0,
+                                                        "torch": 2e3},
+                                           1e-3, 966.0, (1e-2,), 10, 10, 200)
+    assert v.verdict == "holds"
+
+
+WANT = {"ridge-stationary-point": "does not hold",
+        "adamw-fixes-it": "does not hold",
+        "sgd-converges-to-ridge": "holds",
+        "adam-l2-same-objective": "holds with a qualification",
+        "adamw-decouples-per-step": "holds"}
 
 
 def test_ridge_verdicts(device):
-    v_ridge, v_fix = ridge_verdicts(device)
-    assert v_ridge.verdict == "does not hold"
-    assert v_fix.verdict == "does not hold"
+    assert ridge_verdicts(device) == WANT
 
 
 def test_ridge_mutant_adam_l2_decoupled(monkeypatch):
     monkeypatch.setattr(decay, "adam_step", _move_decay(True))
-    assert ridge_verdicts()[0].verdict == "holds"
+    got = ridge_verdicts()
+    assert got["ridge-stationary-point"] == "holds"
+    assert got["adam-l2-same-objective"] == "holds"
 
 
 def test_adamw_mutant_decay_as_l2(monkeypatch):
     monkeypatch.setattr(decay, "adam_step", _move_decay(False))
-    assert ridge_verdicts()[1].verdict == "holds"
+    got = ridge_verdicts()
+    assert got["adamw-fixes-it"] == "holds"
+    assert got["adam-l2-same-objective"] == "does not hold"
+    assert got["adamw-decouples-per-step"] == "does not hold"
+
+
+def test_sgd_mutant_decoupled(monkeypatch):
+    monkeypatch.setattr(F, "sgd", _decoupled_sgd())
+    assert ridge_verdicts()["sgd-converges-to-ridge"] == "does not hold"
 
 
 # ---------------------------------------------------- the chapters' guards
@@ -245,6 +314,8 @@ def test_the_chapter_parameters_pass_the_guards(name):
     ("ridge", {"SGD_STEPS": 5_000}, "too few for the heavy ball"),
     ("ridge", {"MB_RUNS": 100}, "too few for the z-bound"),
     ("ridge", {"MB_STEPS": 1_000}, "cannot"),
+    ("ridge", {"EQ_PENALTY": 0.0}, "EQ_PENALTY"),
+    ("l2_weight_decay", {"CONV_TOTAL": 20_000}, "converged run"),
 ])
 def test_a_bad_parameter_is_refused(name, change, message):
     ns, guards = _chapter_namespace(name)
