@@ -74,10 +74,10 @@ def reason():
 
 @torch_threads(1)
 def verdict():
-    lrs, lams = np.logspace(-3.5, -3.0, 2), np.logspace(-2.0, 1.0, 7)
+    lrs, lams = np.logspace(-2.5, -2.0, 2), np.logspace(-2.0, 1.0, 7)
     s = teacher.grid_summary(lrs, lams, grid(lrs, lams, seeds=8), 1e-3, 0, 0)
-    return judge_use_adamw(*reason(), s["rows_better"], s["rows_worse"],
-                           s["best_gap"], s["best_gap_se"], s["z"],
+    return judge_use_adamw(*reason(), s["rows_worse"], s["best_gap"],
+                           s["best_gap_se"], s["z"], 0.02,
                            "small test grid").verdict
 
 
@@ -90,9 +90,8 @@ MUTANTS = {
     # Adam + L2 applies decoupled decay (its λ after the moments)
     "l2-as-decoupled": lambda lr, l2, dec, *a: ADAM_DECAY(lr, 0 * l2,
                                                           l2 + dec, *a),
-    # AdamW applies its decay as L2 (its λ before the moments)
-    "decoupled-as-l2": lambda lr, l2, dec, *a: ADAM_DECAY(lr, l2 + dec,
-                                                          0 * dec, *a),
+    # AdamW's decoupled decay grows the weights instead of shrinking them
+    "decoupled-sign": lambda lr, l2, dec, *a: ADAM_DECAY(lr, l2, -dec, *a),
 }
 
 

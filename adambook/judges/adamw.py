@@ -1,22 +1,24 @@
 """The judge of chapters/adamw: the post's closing advice, "use AdamW"."""
 
+from ..stats import equivalent
 from ..verdicts import Verdict
 
 
-def judge_use_adamw(ridge_distance, ridge_accuracy, rows_better, rows_worse,
-                    best_gap, best_gap_se, z, scope):
-    """The reason holds if Adam + L2 ends farther from the ridge solution
-    than float64 resolves; AdamW is better where ``rows_better``, worse if
-    ``rows_worse`` anywhere or its best cell is worse by > ``z`` s.e. Holds:
-    reason and nowhere worse; with a qualification: better somewhere and
-    worse nowhere; else does not hold."""
+def judge_use_adamw(ridge_distance, ridge_accuracy, rows_worse, best_gap,
+                    best_gap_se, z, margin, scope):
+    """The rule fixed before the run. Reason: Adam + L2 ends farther from
+    the ridge solution than float64 resolves. Worse: AdamW worse at some
+    lr (``rows_worse``) or its best cell worse by > ``z`` s.e. As good:
+    best cells equivalent within ``margin`` (two one-sided tests at ``z``)
+    or AdamW's better by > ``z`` s.e. Holds: reason, as good, not worse;
+    with a qualification: as good and not worse without the reason;
+    else does not hold."""
     reason = ridge_distance > ridge_accuracy
-    better = bool(rows_better.any())
     worse = bool(rows_worse.any()) or best_gap > z * best_gap_se
-    if reason and not worse:
-        verdict = "holds"
-    elif better and not worse:
-        verdict = "holds with a qualification"
+    as_good = (bool(equivalent(best_gap, best_gap_se, margin, z))
+               or best_gap < -z * best_gap_se)
+    if as_good and not worse:
+        verdict = "holds" if reason else "holds with a qualification"
     else:
         verdict = "does not hold"
     return Verdict(
@@ -24,18 +26,20 @@ def judge_use_adamw(ridge_distance, ridge_accuracy, rows_better, rows_worse,
         claim="If you need weight decay, use AdamW: Adam + L2 regularises "
         "non-uniformly and so does not minimise the objective you meant.",
         verdict=verdict,
-        proved="The reason given is false: Adam + L2 reaches the minimiser of "
-        "the L2-regularised loss and AdamW does not, so for that objective "
-        "use L2. As a training recipe AdamW was never worse on the chapter's "
-        "task and better at the smaller learning rates, where Adam + L2's "
-        "penalty could not help; where decay helped both, neither method's "
-        "best λ moved with the learning rate in torch's parametrization, and "
-        "AdamW's moved in proportion to it in the paper's.",
+        proved=("The reason given holds: Adam + L2 misses the minimiser of "
+                "the L2-regularised loss." if reason else "The reason given "
+                "is false: Adam + L2 reaches the minimiser of the "
+                "L2-regularised loss and AdamW does not, so for that "
+                "objective use L2.")
+        + " As a training recipe, tuned over the grid, AdamW "
+        + (f"was as good as Adam + L2 (best errors within ±{margin:g}) and "
+           "worse at no learning rate." if as_good and not worse else
+           "was not shown to be as good as Adam + L2."),
         scope=scope,
         measured=f"Adam + L2 ends ≤ {ridge_distance:.1e} from the ridge "
-        f"solution (float64 accuracy {ridge_accuracy:.1e}); AdamW better at "
-        f"{int(rows_better.sum())} of {len(rows_better)} learning rates, "
-        f"worse at {int(rows_worse.sum())}; best errors differ by "
-        f"{best_gap:+.3f} ± {best_gap_se:.3f}",
+        f"solution (float64 accuracy {ridge_accuracy:.1e}); best errors "
+        f"differ by {best_gap:+.3f} ± {best_gap_se:.3f} (margin ±{margin:g}, "
+        f"z = {z:.2f}); AdamW worse at {int(rows_worse.sum())} of "
+        f"{len(rows_worse)} learning rates",
         section="sec-adamw-verdict",
     )
