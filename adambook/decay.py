@@ -27,8 +27,7 @@ ADAM_MODES = {"adam_l2": "l2", "adam_post": "l2_after_moments",
 
 def post_problem(device=None, dtype=torch.float64, seed=0, n=200
                  ) -> LeastSquares:
-    """The post's ridge example (:func:`scaled_regression` with
-    :data:`SCALES`)."""
+    """The post's ridge example: :func:`scaled_regression`, :data:`SCALES`."""
     return scaled_regression(n=n, scales=SCALES, seed=seed, dtype=dtype,
                              device=device)
 
@@ -50,14 +49,10 @@ def relative_accuracy(problem: LeastSquares, weight_decay) -> float:
     return 2 * (eig.max() / eig.min()).item() * torch.finfo(X.dtype).eps / 2
 
 
-# -------------------------------------------------------------- schedules
-
-
 def hold_then_decay(lr0=1e-2, lr_end=1e-9, hold=10_000, total=50_000):
     r"""``lr(t)``, ``t = 1..total``: :math:`\eta_0` for ``hold`` steps, then
-    geometric decay to ``lr_end``, by ``rate`` per step, which should stay
-    above :math:`\sqrt{\beta_2}`, the fastest fall of :math:`\sqrt{\hat v}`
-    (AdamW's fixed point moves with :math:`\hat v`)."""
+    geometric decay to ``lr_end`` by ``rate`` per step (keep it above
+    :math:`\sqrt{\beta_2}`, the fastest fall of :math:`\sqrt{\hat v}`)."""
     rate = (lr_end / lr0) ** (1.0 / (total - hold))
 
     def lr(t: int) -> float:
@@ -68,17 +63,14 @@ def hold_then_decay(lr0=1e-2, lr_end=1e-9, hold=10_000, total=50_000):
 
 
 def constant(lr0, total: int):
-    """The constant learning rate ``lr0`` (a number, or a column of per-run
-    rates) for ``total`` steps, as a schedule."""
+    """``lr0`` (a number, or a column of per-run rates) for ``total`` steps,
+    as a schedule."""
 
     def lr(t: int):
         return lr0
 
     lr.total, lr.rate = total, 1.0
     return lr
-
-
-# ---------------------------------------------------------- Adam, in rows
 
 
 def adam_step(theta, g, m, v, t, lr, l2, post, decoupled, beta1, beta2,
@@ -94,9 +86,7 @@ def adam_step(theta, g, m, v, t, lr, l2, post, decoupled, beta1, beta2,
         \theta \leftarrow \theta - \eta\,\frac{\hat m
         + \lambda_{\text{post}}\theta}{\sqrt{\hat v}+\epsilon}
 
-    with :math:`m, v` updated from :math:`g` as in Adam: the arithmetic of
-    :func:`adambook.functional.adam` in its modes ``"l2"``, ``"decoupled"``
-    and ``"l2_after_moments"`` (a test holds them equal to rounding).
+    :func:`adambook.functional.adam`'s arithmetic, in its three modes.
     """
     l2, post = (torch.as_tensor(x, dtype=theta.dtype, device=theta.device)
                 for x in (l2, post))
@@ -116,21 +106,20 @@ def adam_step(theta, g, m, v, t, lr, l2, post, decoupled, beta1, beta2,
 def run_adam(problem, kind, weight_decay, schedule, theta0=None, eps=EPS,
              record_every=0, measure_decay=False, beta1=BETA1, beta2=BETA2):
     r"""Full-batch Adam (:func:`adam_step`), decay in the place ``kind``
-    (a key of :data:`ADAM_MODES`), for ``schedule.total`` steps at
-    ``schedule(t)``. A list of kinds runs one row each (``weight_decay``
-    and ``schedule(t)`` per row or shared); results then have a row axis.
+    (a key of :data:`ADAM_MODES`; a list runs one row each), for
+    ``schedule.total`` steps at ``schedule(t)``.
 
     Returns ``theta``, ``sqrt_vhat``, ``mhat``; with ``record_every`` (an
     interval, or ``"log"``: ~400 log-spaced steps) ``path``, ``steps`` and
-    ``denom`` (:math:`\sqrt{\hat v_t}+\epsilon`); with ``measure_decay``,
-    each recorded step retaken without decay gives ``decay``,
-    :math:`(\theta^{\lambda=0}_t-\theta_t)/(\eta\theta_{t-1})`, and
-    ``decay_rounding``, the bound on its relative rounding error where the
-    moments do not see :math:`\lambda` (post's form, AdamW): the shrunk
-    :math:`\theta` and each :math:`\eta\hat m/(\sqrt{\hat v}+\epsilon)` round
-    :math:`\le 4` times, each result once: :math:`[\gamma_4(2|\theta_{t-1}|
-    +|\Delta^{0}_t|+|\Delta_t|)+u(|\theta^{\lambda=0}_t|+|\theta_t|)]
-    /|\theta^{\lambda=0}_t-\theta_t|+\gamma_4`, :math:`\Delta`: the steps.
+    ``denom``; with ``measure_decay``, each recorded step retaken without
+    decay gives ``decay`` :math:`= (\theta^{\lambda=0}_t-\theta_t)/(\eta
+    \theta_{t-1})` and ``decay_rounding``, its relative rounding bound where
+    the moments do not see :math:`\lambda` (post's form, AdamW): the shrunk
+    :math:`\theta` and each :math:`\eta\hat m/(\sqrt{\hat v}+\epsilon)`
+    round :math:`\le 4` times, each result once: :math:`[\gamma_4(2|
+    \theta_{t-1}|+|\Delta^{0}_t|+|\Delta_t|)+u(|\theta^{\lambda=0}_t|
+    +|\theta_t|)]/|\theta^{\lambda=0}_t-\theta_t|+\gamma_4`,
+    :math:`\Delta`: the steps.
     """
     kinds = [kind] if isinstance(kind, str) else list(kind)
     X, T = problem.X, schedule.total
@@ -186,8 +175,8 @@ def run_adam(problem, kind, weight_decay, schedule, theta0=None, eps=EPS,
 def nearest(point, candidates: dict, certified: float = 0.0
             ) -> tuple[str, bool]:
     """The candidate nearest ``point``, and whether that is certain: its
-    distance plus ``certified`` (the error of ``point``) is below half the
-    distance to the next candidate (triangle inequality)."""
+    distance plus ``certified`` (the error of ``point``) below half the
+    distance to the next candidate."""
     dist = {k: (point - c).norm().item() for k, c in candidates.items()}
     best = min(dist, key=dist.get)
     gap = min(((candidates[best] - c).norm().item()

@@ -1,21 +1,13 @@
 r"""The arithmetic of one optimizer step, as functions on tensors.
 
-The classes in :mod:`adambook.optim` own the bookkeeping (parameter groups, lazy
-state, validation); the mathematics lives here, so that a chapter can call the very
-same step on a tensor of its own, for example one row per independent run.
+The classes in :mod:`adambook.optim` own the bookkeeping (parameter groups,
+lazy state, validation); the mathematics lives here, so that a chapter can
+call the very same step on a tensor of its own, for example one row per
+independent run.
 
-Each optimizer has two implementations that tests hold equal:
-
-* a *readable* one, ``_single_tensor_*``, a loop over tensors whose lines match the
-  equations of "Adam and AdamW: How They Work and When They Fail" one for one;
-* a *fast* one, ``_multi_tensor_*``, which applies the same operations to a whole
-  list of tensors at once with ``torch._foreach_*`` kernels.
-
-Notation (the post's): :math:`\theta` parameters, :math:`g_t` gradient, :math:`\eta`
-learning rate, :math:`\beta_1, \beta_2` decay rates, :math:`\epsilon`,
-:math:`\lambda` the weight-decay strength.
-
-Adam, one step at time :math:`t` (Kingma & Ba 2015, Algorithm 1):
+A *readable* ``_single_tensor_*`` loop matches the post's equations line
+for line; a *fast* ``_multi_tensor_*`` one (``torch._foreach_*``) must
+agree with it. Adam, at step :math:`t`:
 
 .. math::
 
@@ -24,18 +16,10 @@ Adam, one step at time :math:`t` (Kingma & Ba 2015, Algorithm 1):
     \hat m_t &= m_t / (1-\beta_1^t), \qquad \hat v_t = v_t / (1-\beta_2^t) \\
     \theta_t &= \theta_{t-1} - \eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)
 
-Weight decay enters in one of three places (``weight_decay_mode``):
-
-``"l2"``
-    :math:`g_t \leftarrow g_t + \lambda\theta_{t-1}` before the moments
-    (``torch.optim.Adam(weight_decay=...)``, L2 regularisation).
-``"l2_after_moments"``
-    :math:`\theta_t = \theta_{t-1} - \eta(\hat m_t + \lambda\theta_{t-1})/(\sqrt{\hat v_t}+\epsilon)`,
-    the form the post writes down; the penalty skips the moving averages but is still
-    divided by the preconditioner.
-``"decoupled"``
-    :math:`\theta \leftarrow (1-\eta\lambda)\theta` before the Adam step
-    (``torch.optim.AdamW``, Loshchilov & Hutter 2019).
+``weight_decay_mode``: ``"l2"`` adds :math:`\lambda\theta_{t-1}` to
+:math:`g_t` (``torch.optim.Adam``), ``"l2_after_moments"`` to
+:math:`\hat m_t` (the post's form), and ``"decoupled"`` first multiplies
+:math:`\theta` by :math:`1-\eta\lambda` (``torch.optim.AdamW``).
 """
 
 from __future__ import annotations
@@ -47,134 +31,105 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["adam", "sgd", "WEIGHT_DECAY_MODES"]
-
 WEIGHT_DECAY_MODES = ("l2", "l2_after_moments", "decoupled")
 
 
-def _bias_corrections(beta1: float, beta2: float, t: int, enabled: bool) -> tuple[float, float]:
-    """Return :math:`(1-\\beta_1^t, \\sqrt{1-\\beta_2^t})`, or ``(1, 1)`` when disabled."""
+def _bias_corrections(beta1: float, beta2: float, t: int,
+                      enabled: bool) -> tuple[float, float]:
+    r""":math:`(1-\beta_1^t, \sqrt{1-\beta_2^t})`, or ``(1, 1)``."""
     if not enabled:
         return 1.0, 1.0
     return 1 - beta1**t, math.sqrt(1 - beta2**t)
 
 
-# ----------------------------------------------------------------------------- Adam
-
-
-def adam(
-    params: Sequence[Tensor],
-    grads: Sequence[Tensor],
-    exp_avgs: Sequence[Tensor],
-    exp_avg_sqs: Sequence[Tensor],
-    steps: Sequence[int],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float = 0.0,
-    weight_decay_mode: str = "l2",
-    bias_correction: bool = True,
-    amsgrad: bool = False,
-    max_exp_avg_sqs: Sequence[Tensor] | None = None,
-    foreach: bool = False,
-) -> None:
+def adam(params: Sequence[Tensor], grads: Sequence[Tensor],
+         exp_avgs: Sequence[Tensor], exp_avg_sqs: Sequence[Tensor],
+         steps: Sequence[int], *, lr: float, beta1: float, beta2: float,
+         eps: float, weight_decay: float = 0.0,
+         weight_decay_mode: str = "l2", bias_correction: bool = True,
+         amsgrad: bool = False,
+         max_exp_avg_sqs: Sequence[Tensor] | None = None,
+         foreach: bool = False) -> None:
     r"""Apply one Adam step in place to every tensor in ``params``.
 
-    ``steps[i]`` is the step number :math:`t \geq 1` of ``params[i]`` *after* this
-    step is counted (the first step has ``t = 1``). ``exp_avgs`` and ``exp_avg_sqs``
-    are :math:`m` and :math:`v` and are updated in place; with ``amsgrad=True``,
-    ``max_exp_avg_sqs`` holds :math:`\max_{s\le t} v_s` and the step divides by its
-    root instead (Reddi et al. 2018).
-
-    Every tensor may have any shape, so a chapter can run many independent problems
-    at once by giving each run its own row.
+    ``steps[i]`` is :math:`t \geq 1` of ``params[i]``, this step counted.
+    ``exp_avgs``, ``exp_avg_sqs`` (:math:`m`, :math:`v`) are updated in
+    place; with ``amsgrad=True`` the step divides by the root of
+    ``max_exp_avg_sqs``, :math:`\max_{s\le t} v_s` (Reddi et al. 2018).
+    Tensors may have any shape, e.g. one row per independent run.
 
     >>> import torch
     >>> p, g = torch.zeros(3), torch.tensor([1.0, -2.0, 0.5])
     >>> m, v = torch.zeros(3), torch.zeros(3)
-    >>> adam([p], [g], [m], [v], [1], lr=0.1, beta1=0.9, beta2=0.999, eps=0.0)
+    >>> adam([p], [g], [m], [v], [1], lr=0.1, beta1=0.9, beta2=0.999,
+    ...      eps=0.0)
     >>> p  # the first bias-corrected step is -lr * sign(g)
     tensor([-0.1000,  0.1000, -0.1000])
     """
     if weight_decay_mode not in WEIGHT_DECAY_MODES:
-        raise ValueError(
-            f"Invalid weight_decay_mode: {weight_decay_mode!r}; expected one of {WEIGHT_DECAY_MODES}"
-        )
+        raise ValueError(f"Invalid weight_decay_mode: {weight_decay_mode!r}; "
+                         f"expected one of {WEIGHT_DECAY_MODES}")
     if amsgrad and max_exp_avg_sqs is None:
         raise ValueError("amsgrad=True needs max_exp_avg_sqs")
     impl = _multi_tensor_adam if foreach else _single_tensor_adam
-    impl(
-        list(params),
-        list(grads),
-        list(exp_avgs),
-        list(exp_avg_sqs),
-        list(steps),
-        list(max_exp_avg_sqs) if amsgrad else [],
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        eps=eps,
-        weight_decay=weight_decay,
-        weight_decay_mode=weight_decay_mode,
-        bias_correction=bias_correction,
-        amsgrad=amsgrad,
-    )
+    impl(list(params), list(grads), list(exp_avgs), list(exp_avg_sqs),
+         list(steps), list(max_exp_avg_sqs) if amsgrad else [], lr=lr,
+         beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+         weight_decay_mode=weight_decay_mode,
+         bias_correction=bias_correction, amsgrad=amsgrad)
 
 
-def _single_tensor_adam(
-    params, grads, exp_avgs, exp_avg_sqs, steps, max_exp_avg_sqs, *,
-    lr, beta1, beta2, eps, weight_decay, weight_decay_mode, bias_correction, amsgrad,
-):
-    """Readable Adam: one tensor at a time, one line per equation of the post."""
-    for i, (theta, g, m, v, t) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, steps)):
+def _single_tensor_adam(params, grads, exp_avgs, exp_avg_sqs, steps,
+                        max_exp_avg_sqs, *, lr, beta1, beta2, eps,
+                        weight_decay, weight_decay_mode, bias_correction,
+                        amsgrad):
+    """Readable Adam: one tensor at a time, one line per equation."""
+    for i, (theta, g, m, v, t) in enumerate(
+            zip(params, grads, exp_avgs, exp_avg_sqs, steps)):
         decay = weight_decay != 0
 
-        if decay and weight_decay_mode == "decoupled":
-            theta.mul_(1 - lr * weight_decay)  # θ ← (1 − ηλ) θ            (AdamW)
-        if decay and weight_decay_mode == "l2":
-            g = g.add(theta, alpha=weight_decay)  # g_t ← g_t + λ θ          (Adam + L2)
+        if decay and weight_decay_mode == "decoupled":  # AdamW
+            theta.mul_(1 - lr * weight_decay)  # θ ← (1 − ηλ) θ
+        if decay and weight_decay_mode == "l2":  # Adam + L2
+            g = g.add(theta, alpha=weight_decay)  # g_t ← g_t + λ θ
 
-        m.lerp_(g, 1 - beta1)  # m_t = β1 m_{t-1} + (1 − β1) g_t   [= m + (1 − β1)(g − m)]
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v_t = β2 v_{t-1} + (1 − β2) g_t ⊙ g_t
-        if amsgrad:
-            v = torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])  # v ← max_s v_s
+        # m_t = β1 m_{t-1} + (1 − β1) g_t   [= m + (1 − β1)(g − m)]
+        m.lerp_(g, 1 - beta1)
+        # v_t = β2 v_{t-1} + (1 − β2) g_t ⊙ g_t
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        if amsgrad:  # v ← max_s v_s
+            v = torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
 
         bc1, bc2_sqrt = _bias_corrections(beta1, beta2, t, bias_correction)
-        denom = (v.sqrt() / bc2_sqrt).add_(eps)  # √v̂_t + ε,  with v̂_t = v_t / (1 − β2^t)
+        # √v̂_t + ε,  with v̂_t = v_t / (1 − β2^t)
+        denom = (v.sqrt() / bc2_sqrt).add_(eps)
 
-        if decay and weight_decay_mode == "l2_after_moments":
-            # θ ← θ − η (m̂_t + λθ) / (√v̂_t + ε)                         (the post's L2 form)
+        if decay and weight_decay_mode == "l2_after_moments":  # post's L2
+            # θ ← θ − η (m̂_t + λθ) / (√v̂_t + ε)
             theta.addcdiv_(m / bc1 + weight_decay * theta, denom, value=-lr)
-        else:
-            theta.addcdiv_(m, denom, value=-lr / bc1)  # θ ← θ − η m̂_t / (√v̂_t + ε)
+        else:  # θ ← θ − η m̂_t / (√v̂_t + ε)
+            theta.addcdiv_(m, denom, value=-lr / bc1)
 
 
 def _group_by_device_and_dtype(*lists):
-    """Split parallel tensor lists into groups that share one device and dtype.
-
-    ``torch._foreach_*`` kernels need every list of one call on one device and dtype.
-    Returns a list of ``(indices, [sublist for each input list])``.
-    """
+    """Split parallel tensor lists into groups of one device and dtype, as
+    ``torch._foreach_*`` needs: ``[(indices, [sublist per list])]``."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, p in enumerate(lists[0]):
         groups[(p.device, p.dtype)].append(i)
-    return [
-        (idx, [[lst[i] for i in idx] if lst else [] for lst in lists]) for idx in groups.values()
-    ]
+    return [(idx, [[lst[i] for i in idx] if lst else [] for lst in lists])
+            for idx in groups.values()]
 
 
-def _multi_tensor_adam(
-    params, grads, exp_avgs, exp_avg_sqs, steps, max_exp_avg_sqs, *,
-    lr, beta1, beta2, eps, weight_decay, weight_decay_mode, bias_correction, amsgrad,
-):
-    """Fast Adam: the same operations as the readable one, over lists of tensors."""
+def _multi_tensor_adam(params, grads, exp_avgs, exp_avg_sqs, steps,
+                       max_exp_avg_sqs, *, lr, beta1, beta2, eps,
+                       weight_decay, weight_decay_mode, bias_correction,
+                       amsgrad):
+    """Fast Adam: the readable one's operations, over lists of tensors."""
     if not params:
         return
     for idx, (theta, g, m, v, vmax) in _group_by_device_and_dtype(
-        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs
-    ):
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs):
         t = [steps[i] for i in idx]
         decay = weight_decay != 0
         if decay and weight_decay_mode == "decoupled":
@@ -190,7 +145,8 @@ def _multi_tensor_adam(
             torch._foreach_maximum_(vmax, v)
             v = vmax
 
-        corrections = [_bias_corrections(beta1, beta2, s, bias_correction) for s in t]
+        corrections = [_bias_corrections(beta1, beta2, s, bias_correction)
+                       for s in t]
         denom = torch._foreach_sqrt(v)
         torch._foreach_div_(denom, [c[1] for c in corrections])
         torch._foreach_add_(denom, eps)
@@ -200,44 +156,34 @@ def _multi_tensor_adam(
             torch._foreach_add_(numer, theta, alpha=weight_decay)
             torch._foreach_addcdiv_(theta, numer, denom, value=-lr)
         else:
-            torch._foreach_addcdiv_(theta, m, denom, [-lr / c[0] for c in corrections])
+            torch._foreach_addcdiv_(theta, m, denom,
+                                    [-lr / c[0] for c in corrections])
 
 
-# ------------------------------------------------------------------------------ SGD
-
-
-def sgd(
-    params: Sequence[Tensor],
-    grads: Sequence[Tensor],
-    momentum_buffers: list[Tensor | None],
-    *,
-    lr: float,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-    decoupled_weight_decay: bool = False,
-    foreach: bool = False,
-) -> None:
+def sgd(params: Sequence[Tensor], grads: Sequence[Tensor],
+        momentum_buffers: list[Tensor | None], *, lr: float,
+        momentum: float = 0.0, weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False, foreach: bool = False) -> None:
     r"""Apply one SGD step in place, in torch's conventions.
 
     .. math::
 
-        g_t &\leftarrow g_t + \lambda\theta_{t-1} \quad\text{(L2, the default)} \\
-        b_t &= \mu\, b_{t-1} + g_t, \qquad b_1 = g_1 \quad\text{(only when } \mu>0) \\
+        g_t &\leftarrow g_t + \lambda\theta_{t-1} \quad\text{(L2)} \\
+        b_t &= \mu\, b_{t-1} + g_t, \qquad b_1 = g_1 \quad\text{(if } \mu>0) \\
         \theta_t &= \theta_{t-1} - \eta\, b_t
 
-    With ``decoupled_weight_decay=True`` the L2 line is replaced by
-    :math:`\theta \leftarrow (1-\eta\lambda)\theta`. ``momentum_buffers[i]`` is
-    ``None`` before the first step with momentum; the function fills it in.
+    ``decoupled_weight_decay=True`` replaces the L2 line by
+    :math:`\theta \leftarrow (1-\eta\lambda)\theta`. A ``None`` in
+    ``momentum_buffers`` (before the first step) is filled in.
     """
     impl = _multi_tensor_sgd if foreach else _single_tensor_sgd
-    impl(
-        list(params), list(grads), momentum_buffers,
-        lr=lr, momentum=momentum, weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-    )
+    impl(list(params), list(grads), momentum_buffers, lr=lr,
+         momentum=momentum, weight_decay=weight_decay,
+         decoupled_weight_decay=decoupled_weight_decay)
 
 
-def _single_tensor_sgd(params, grads, bufs, *, lr, momentum, weight_decay, decoupled_weight_decay):
+def _single_tensor_sgd(params, grads, bufs, *, lr, momentum, weight_decay,
+                       decoupled_weight_decay):
     """Readable SGD: one tensor at a time."""
     for i, (theta, g) in enumerate(zip(params, grads)):
         if weight_decay != 0:
@@ -254,7 +200,8 @@ def _single_tensor_sgd(params, grads, bufs, *, lr, momentum, weight_decay, decou
         theta.add_(g, alpha=-lr)  # θ ← θ − η g
 
 
-def _multi_tensor_sgd(params, grads, bufs, *, lr, momentum, weight_decay, decoupled_weight_decay):
+def _multi_tensor_sgd(params, grads, bufs, *, lr, momentum, weight_decay,
+                      decoupled_weight_decay):
     """Fast SGD: the same operations over lists of tensors."""
     if not params:
         return
@@ -269,7 +216,7 @@ def _multi_tensor_sgd(params, grads, bufs, *, lr, momentum, weight_decay, decoup
             if old and len(old) == len(idx):
                 torch._foreach_mul_(old, momentum)
                 torch._foreach_add_(old, g)
-            else:  # first step, or a mix of new and old buffers: take them one by one
+            else:  # first step, or a mix of new and old buffers: one by one
                 for k, i in enumerate(idx):
                     if bufs[i] is None:
                         bufs[i] = g[k].detach().clone()

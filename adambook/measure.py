@@ -163,13 +163,11 @@ def start_jobs(jobs: list[dict], parallel: int, timeout_s: float):
     ``parallel`` at a time on one thread each; ``wait()`` returns their
     results. All die on an error or ``timeout_s`` after the start. Linux.
 
-    ``{"fn": "peak", "kwargs": {optimizer, library, model, model_kwargs,
-    batch, opt_kwargs, data_seed, dtype}}``: ``peak_increment``, the peak RSS
-    of two training steps of ``model`` (``"mlp"`` or ``"transformer"``) above
-    the RSS before it was built, with the counts :func:`peak_bounds` needs.
-    ``{"fn": "zero", "kwargs": {rank, world_size, port, model, model_kwargs,
-    batch, seq_len, data_seed}}``: one rank of ZeroRedundancyOptimizer(Adam)
-    on gloo, loopback; a group's ranks must run at once (put them first)."""
+    ``{"fn": "peak", "kwargs": ...}`` (the arguments of :func:`_steps`):
+    the peak RSS of two training steps above the RSS before the model was
+    built, with the counts :func:`peak_bounds` needs. ``{"fn": "zero",
+    "kwargs": ...}``: one rank of :func:`_zero_rank`; a group's ranks must
+    run at once (put them first)."""
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD),
                OMP_NUM_THREADS="1",

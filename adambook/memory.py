@@ -79,10 +79,9 @@ def make_optimizer(name: str, params, library: str = "torch",
 
 
 def step_in_backward(optimizer):
-    """Step ``optimizer`` (per-tensor state, as ``torch.optim``'s) inside
-    ``backward()``: a post-accumulate-grad hook updates each tensor once its
-    gradient is complete (the others are ``None``, so ``step()`` touches it
-    alone), then frees that gradient (LOMO, Lv et al. 2023)."""
+    """Step ``optimizer`` inside ``backward()``: a post-accumulate-grad hook
+    updates each tensor once its gradient is complete, then frees that
+    gradient (LOMO, Lv et al. 2023)."""
 
     def hook(p):
         optimizer.step()
@@ -169,11 +168,9 @@ MODEL_SIZES = {"125M": 125e6, "1.3B": 1.3e9, "7B": 7e9, "70B": 70e9}
 def bytes_per_param(optimizer: str, precision: str = "fp32") -> dict:
     r"""Bytes per parameter of a training step, by component.
 
-    ``"fp32"``: weights, gradients, each state slot 4 bytes. ``"mixed"``
-    (ZeRO's accounting, Rajbhandari et al. 2020): 2-byte weights and
-    gradients, fp32 master copy and state, for Adam
-    :math:`2 + 2 + (4 + 4 + 4) = 16`. ``"adam8bit"``: Adam's two slots in
-    one byte each plus an fp32 scale per 2048 (Dettmers et al. 2022).
+    ``"fp32"``: 4 bytes each. ``"mixed"`` (ZeRO's accounting): 2-byte
+    weights and gradients, fp32 master copy and state. ``"adam8bit"``: two
+    one-byte slots plus an fp32 scale per 2048 (Dettmers et al. 2022).
 
     >>> bytes_per_param("adam")["total"], bytes_per_param("sgd")["total"]
     (16, 8)
@@ -199,9 +196,8 @@ TABLE_COLUMNS = {
 
 
 def training_memory_table(sizes: dict[str, float]) -> list[dict]:
-    """GB (1e9 bytes) of weights + gradients + state, no activations: one
-    dict per model, ``"model"``, ``"params"`` and each of
-    :data:`TABLE_COLUMNS`.
+    """GB (1e9 bytes) of weights + gradients + state, no activations: a
+    dict per model, ``"model"``, ``"params"``, :data:`TABLE_COLUMNS`.
 
     >>> row = training_memory_table({"7B": 7e9})[0]
     >>> row["fp32 SGD"], row["fp32 Adam"], row["mixed Adam"]
@@ -237,12 +233,10 @@ def eightbit_state_bytes(numel: int, block: int = 2048, slots: int = 2):
 
 def adafactor_state_numel(shape) -> int:
     """Elements of Adafactor's second moment for a parameter of ``shape``:
-    a row and a column vector over the last two dimensions, or the full
-    moment of a vector.
+    a row and a column over the last two dimensions, or the full vector.
 
     >>> adafactor_state_numel((1024, 4096)), adafactor_state_numel((4096,))
     (5120, 4096)
     """
     return (math.prod(shape) if len(shape) < 2
             else math.prod(shape[:-2]) * (shape[-2] + shape[-1]))
-

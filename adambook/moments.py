@@ -19,23 +19,12 @@ from torch import Tensor
 
 from . import functional as F
 
-__all__ = [
-    "ema_mass", "ema_mean", "ema_variance", "corrected_variance",
-    "gaussian_square_variance", "ema_moments", "zeta", "simulate_moments",
-    "step_tolerance", "first_step", "uncorrected_step_ratio", "step_bound",
-    "effective_eps", "adam_eps_hat",
-]
-
 U64 = torch.finfo(torch.float64).eps  # 2^-52: one unit in the last place of 1
-
-
-# ------------------------------------------------------------ closed forms
 
 
 def ema_mass(t, beta):
     r"""Weight :math:`\sum_{i=1}^t (1-\beta)\beta^{t-i} = 1-\beta^t` of a
-    zero-started EMA, as ``-expm1(t log beta)`` (accurate for
-    :math:`\beta^t \approx 1`).
+    zero-started EMA, as ``-expm1(t log beta)``.
 
     >>> float(ema_mass(1, 0.9))
     0.09999999999999998
@@ -74,12 +63,10 @@ def gaussian_square_variance(mu, sigma):
 
 
 def ema_moments(means, variances, beta):
-    r"""Exact mean and variance of a zero-started EMA of independent inputs
-    of (possibly drifting) ``means[i]``, ``variances[i]`` at :math:`t=i+1`:
-    :math:`\mathbb E[e_t] = \beta\mathbb E[e_{t-1}] + (1-\beta)\mathbb E[x_t]`,
-    :math:`\operatorname{Var}(e_t) = \beta^2\operatorname{Var}(e_{t-1})
-    + (1-\beta)^2\operatorname{Var}(x_t)`. Returns ``(mean, variance)``.
-    """
+    r"""Exact ``(mean, variance)`` of a zero-started EMA of independent
+    inputs of (possibly drifting) ``means[i]``, ``variances[i]`` at
+    :math:`t=i+1`, by :math:`\mathbb E[e_t] = \beta\mathbb E[e_{t-1}]
+    + (1-\beta)\mathbb E[x_t]` and the same with squared weights."""
     means = np.asarray(means, dtype=float)
     variances = np.broadcast_to(np.asarray(variances, float), means.shape)
     e_mean, e_var = np.empty_like(means), np.empty_like(means)
@@ -95,23 +82,17 @@ def zeta(means, beta):
     r"""Kingma & Ba's residual
     :math:`\zeta_t = \mathbb E[e_t] - (1-\beta^t)\mathbb E[x_t]`.
 
-    ``means[i]`` is :math:`\mathbb E[x_{i+1}]`. Zero for a stationary
-    stream; else the corrected estimate keeps :math:`\zeta_t/(1-\beta^t)`.
-    """
+    ``means[i]`` is :math:`\mathbb E[x_{i+1}]`; zero if stationary."""
     means = np.asarray(means, dtype=float)
     t = np.arange(1, len(means) + 1)
     e_mean = ema_moments(means, np.zeros_like(means), beta)[0]
     return e_mean - ema_mass(t, beta) * means
 
 
-# ------------------------------------------------------------- Monte Carlo
-
 #: Columns of the per-step statistics that :func:`simulate_moments` returns.
-STAT_NAMES = (
-    "mean_m", "se_m", "var_m", "se_var_m", "mean_v", "se_v", "var_v",
-    "se_var_v", "mean_m_hat", "se_m_hat", "mean_v_hat", "se_v_hat",
-    "step_rel_err",
-)
+STAT_NAMES = ("mean_m", "se_m", "var_m", "se_var_m", "mean_v", "se_v",
+              "var_v", "se_var_v", "mean_m_hat", "se_m_hat", "mean_v_hat",
+              "se_v_hat", "step_rel_err")
 
 
 def _mean_var_se(x: Tensor) -> list[Tensor]:
@@ -132,15 +113,13 @@ def simulate_moments(betas: Sequence[tuple[float, float]], n_streams: int,
     r"""Run ``n_streams`` independent Gaussian gradient streams through Adam.
 
     :math:`g_t = \mu_t + \sigma_t\xi`, :math:`\xi` from a CPU generator
-    seeded with ``seed`` (the same on any ``device``); ``mu``, ``sigma``:
-    numbers or arrays of length ``steps``. Each pair of ``betas`` steps its
-    own streams with :func:`adambook.functional.adam` (``lr = 1``, from
-    :math:`\theta = 0`, so :math:`-\theta` is the step). Per step, over the
-    streams: means (with SEs) of :math:`m_t, v_t, \hat m_t, \hat v_t`,
-    variances (with SEs) of :math:`m_t, v_t`, and the largest relative gap
-    of the step from :math:`\hat m_t/(\sqrt{\hat v_t}+\epsilon)` formed here.
-    Returns one dict per pair: :data:`STAT_NAMES` arrays, ``t``, ``mu``,
-    ``sigma``, ``beta1``, ``beta2``.
+    seeded with ``seed``; ``mu``, ``sigma``: numbers or arrays of length
+    ``steps``. Each pair of ``betas`` steps its own streams with
+    :func:`adambook.functional.adam` (``lr = 1``). Returns one dict per
+    pair: :data:`STAT_NAMES` arrays over the streams per step (the last,
+    the step's largest relative gap from
+    :math:`\hat m_t/(\sqrt{\hat v_t}+\epsilon)`), ``t``, ``mu``, ``sigma``,
+    ``beta1``, ``beta2``.
     """
     mu_t = np.broadcast_to(np.asarray(mu, dtype=float), (steps,))
     sigma_t = np.broadcast_to(np.asarray(sigma, dtype=float), (steps,))
@@ -179,17 +158,12 @@ def step_tolerance(t, beta1, beta2, base=10):
     :math:`\hat m_t/(\sqrt{\hat v_t}+\epsilon)`:
     :math:`U(b + 2\beta_1^t/(1-\beta_1^t) + 2\beta_2^t/(1-\beta_2^t))`.
 
-    ``base`` :math:`b`: the counted roundings (the package's step 6, the
-    direct formula about 8: :math:`14u = 7U`, so 10); the other terms:
-    ``1 - beta**t`` magnifies the one-ulp error of ``pow`` by
-    :math:`\beta^t/(1-\beta^t)`.
+    ``base`` :math:`b`: the counted roundings; ``1 - beta**t`` magnifies
+    the one-ulp error of ``pow`` by :math:`\beta^t/(1-\beta^t)`.
     """
     t = np.asarray(t, dtype=float)
     amp = lambda b: b**t / ema_mass(t, b)  # noqa: E731
     return U64 * (base + 2 * amp(beta1) + 2 * amp(beta2))
-
-
-# -------------------------------------------------------------- step sizes
 
 
 def first_step(grad, *, lr, beta1, beta2, eps, bias_correction=True):
@@ -216,11 +190,10 @@ def uncorrected_step_ratio(t, beta1, beta2):
 
 def step_bound(t, beta1, beta2, bias_correction=True):
     r"""Largest :math:`|\text{step}_t|/\eta` of Adam, :math:`\epsilon = 0`,
-    any gradients: by Cauchy–Schwarz, :math:`\gamma = \beta_1^2/\beta_2<1`,
+    any gradients, :math:`\gamma = \beta_1^2/\beta_2<1`:
     :math:`|m_t|/\sqrt{v_t} \le \frac{1-\beta_1}{\sqrt{1-\beta_2}}
-    \sqrt{(1-\gamma^t)/(1-\gamma)}`, attained by
-    :math:`g_{t-k} \propto (\beta_1/\beta_2)^k`. The corrected step
-    multiplies it by :math:`\sqrt{1-\beta_2^t}/(1-\beta_1^t)`.
+    \sqrt{(1-\gamma^t)/(1-\gamma)}` (Cauchy–Schwarz), times
+    :math:`\sqrt{1-\beta_2^t}/(1-\beta_1^t)` if corrected.
     """
     gamma = beta1**2 / beta2
     if not gamma < 1:
@@ -233,9 +206,6 @@ def step_bound(t, beta1, beta2, bias_correction=True):
     return bound
 
 
-# ---------------------------------------------------------- the two ε forms
-
-
 def effective_eps(t, beta2, eps_hat):
     r"""The Algorithm-1 :math:`\epsilon_t = \hat\epsilon/\sqrt{1-\beta_2^t}`
     that the efficient form with a constant ``eps_hat`` amounts to."""
@@ -246,15 +216,10 @@ def adam_eps_hat(params: Sequence[Tensor], grads: Sequence[Tensor],
                  exp_avgs: Sequence[Tensor], exp_avg_sqs: Sequence[Tensor],
                  steps: Sequence[int], *, lr: float, beta1: float,
                  beta2: float, eps_hat: float) -> None:
-    r"""One Adam step in Kingma & Ba's "efficient" form, in place (Keras).
-
-    .. math::
-
-        \alpha_t = \eta\,\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}, \qquad
-        \theta_t = \theta_{t-1} - \alpha_t\frac{m_t}{\sqrt{v_t}+\hat\epsilon}.
-
-    The moments are those of :func:`adambook.functional.adam`; the step is
-    Algorithm 1's with ``eps`` iff ``eps_hat = eps * sqrt(1 - beta2**t)``.
+    r"""One Adam step in Kingma & Ba's "efficient" form, in place (Keras):
+    :math:`\theta_t = \theta_{t-1} - \alpha_t m_t/(\sqrt{v_t}+\hat\epsilon)`,
+    :math:`\alpha_t = \eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)`; Algorithm 1's
+    step with ``eps`` iff ``eps_hat = eps * sqrt(1-beta2**t)``.
 
     >>> p, g = torch.zeros(2), torch.tensor([1.0, -2.0])
     >>> m, v = torch.zeros(2), torch.zeros(2)

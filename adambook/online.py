@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+
 def reddi_beta2(C):
     r"""Reddi et al.'s :math:`\beta_2 = 1/(1+C^2)`.
 
@@ -53,10 +54,8 @@ class ReddiProblem:
 class StochasticReddiProblem:
     r""":math:`g_t = C` with probability :math:`p = (1+\delta)/(C+1)`, else -1.
 
-    Each run draws its own gradients from the CPU ``generator`` (so the
-    draws do not depend on ``device``); asking twice for one step returns the
-    same draw, so two optimizers share gradients. :math:`\mathbb E g=\delta`.
-    """
+    Drawn from the CPU ``generator``; asking twice for one step returns
+    the same draw, so two optimizers share gradients."""
 
     def __init__(self, C: float, delta: float, shape, *,
                  generator: torch.Generator, dtype=torch.float64, device=None):
@@ -100,17 +99,12 @@ def play(optimizer: torch.optim.Optimizer,
          record_every: int, track_regret: bool) -> list[Trajectory]:
     r"""Play ``steps`` rounds of the online game with a real optimizer.
 
-    ``games`` pairs each parameter of ``optimizer`` (a tensor of independent
-    runs) with its problem. At step :math:`t` each parameter receives
-    ``problem.gradient(t)`` as ``.grad``, the optimizer steps, and every
-    parameter is projected onto :math:`[-1, 1]`:
-
-    .. math:: x_{t+1} = \Pi_{[-1,1]}\bigl(x_t - \eta_t\,
-              \hat m_t/(\sqrt{\hat v_t}+\epsilon)\bigr).
-
-    ``lr(t)`` (unless ``None``) sets every group's rate before step ``t``.
-    The first ``warmup`` steps use rate 0 and enter no regret sum. The points
-    are kept every ``record_every`` steps, at the start and at the end.
+    ``games`` pairs each parameter (a tensor of runs) with its problem; each
+    step sets ``.grad = problem.gradient(t)``, steps and projects:
+    :math:`x_{t+1} = \Pi_{[-1,1]}(x_t - \eta_t\hat m_t/(\sqrt{\hat v_t}
+    +\epsilon))`. ``lr(t)`` (unless ``None``) sets every group's rate; the
+    first ``warmup`` steps use rate 0 and enter no regret sum. Points are
+    kept every ``record_every`` steps, at the start and at the end.
     """
     owned = {id(p) for g in optimizer.param_groups for p in g["params"]}
     if any(id(p) not in owned for p, _ in games):
@@ -147,9 +141,6 @@ def play(optimizer: torch.optim.Optimizer,
             for xs, s in zip(keep, sums)]
 
 
-# --------------------------------------------------------------- closed forms
-
-
 def _first_from_which(mask) -> int:
     """Smallest k with mask[k:] all True (len(mask) if none)."""
     bad = np.flatnonzero(~np.asarray(mask))
@@ -159,17 +150,13 @@ def _first_from_which(mask) -> int:
 def schedule_bounds(C: float, alpha: float, steps: int, eps: float) -> dict:
     r"""Bounds on the deterministic runs, :math:`\alpha_t = \alpha/\sqrt t`.
 
-    Period :math:`k` (from 0) holds steps :math:`3k+1` (gradient :math:`C`),
-    :math:`3k+2`, :math:`3k+3` (gradient -1). From the single-step bounds:
-
-    * ``adam_lb[k]`` :math:`= (\alpha_{3k+2}+\alpha_{3k+3})/(\sqrt2+\epsilon)
-      - \alpha_{3k+1}\sqrt{1+C^2}/C` bounds Adam's gain over period k; from
-      period ``adam_reach`` on, Adam ends every period at exactly +1 from any
-      start in [-1, 1];
-    * ``ams_ub[k]`` bounds AMSGrad's displacement; from period ``ams_reach`` on
-      it ends every period within ``ams_band[k]`` above -1.
-
-    Each reach period is ``None`` where ``steps`` is too short to prove it.
+    Period :math:`k` (from 0): steps :math:`3k+1` (gradient :math:`C`),
+    :math:`3k+2`, :math:`3k+3` (-1). ``adam_lb[k]`` :math:`=
+    (\alpha_{3k+2}+\alpha_{3k+3})/(\sqrt2+\epsilon)
+    - \alpha_{3k+1}\sqrt{1+C^2}/C` bounds Adam's gain over period k: from
+    ``adam_reach`` on it ends every period at +1. ``ams_ub[k]`` bounds
+    AMSGrad's displacement: from ``ams_reach`` on it ends every period
+    within ``ams_band[k]`` above -1. ``None``: ``steps`` too few to prove.
     """
     a = alpha / np.sqrt(np.arange(1, steps + 1, dtype=float))
     aA, aB, aC = a[0::3], a[1::3], a[2::3]
@@ -226,10 +213,8 @@ def drift_per_period(beta2, C, eps: float = 0.0):
 def boundary_beta2(C, eps: float = 0.0, iters: int = 80):
     r"""The :math:`\beta_2` where :func:`drift_per_period` changes sign.
 
-    Bisection on :math:`[0, 1)`: :math:`\Delta(0, C) = 1 > 0` and
-    :math:`\Delta \to (2-C)/\sqrt{\bar v} < 0` as :math:`\beta_2 \to 1`,
-    and (``tests/test_online.py``) it decreases, so the root is unique.
-    """
+    Bisection on :math:`[0, 1)`: :math:`\Delta(0, C) = 1 > 0`,
+    :math:`\Delta \to (2-C)/\sqrt{\bar v} < 0` as :math:`\beta_2 \to 1`."""
     C = np.asarray(C, dtype=float)
     lo, hi = np.zeros_like(C), np.full_like(C, 1.0 - 1e-12)
     for _ in range(iters):
@@ -242,11 +227,9 @@ def boundary_beta2(C, eps: float = 0.0, iters: int = 80):
 def reddi_step_bounds(C, eps: float = 0.0):
     r"""Adam's steps for :math:`\beta_1 = 0`, :math:`\beta_2 = 1/(1+C^2)`.
 
-    Per unit rate, at every step, with bias correction: a C step moves down
-    at most :math:`\sqrt{1+C^2}/C` (:math:`\hat v_t \ge (1-\beta_2)C^2`), a
-    -1 step up at least :math:`1/(\sqrt2+\epsilon)` (:math:`\hat v_t \le 2`);
-    only :math:`g_t^2 \le C^2` is used. ``(down_at_most, up_at_least)``.
-    """
+    Per unit rate: a C step moves down at most :math:`\sqrt{1+C^2}/C`, a
+    -1 step up at least :math:`1/(\sqrt2+\epsilon)`. Returns
+    ``(down_at_most, up_at_least)``."""
     C = np.asarray(C, dtype=float)
     return np.sqrt(1 + C * C) / C, 1 / (math.sqrt(2) + eps)
 
@@ -254,11 +237,9 @@ def reddi_step_bounds(C, eps: float = 0.0):
 def amsgrad_step_bounds(C, eps: float = 0.0):
     r"""AMSGrad's steps, :math:`\beta_1 = 0`, :math:`\beta_2 = 1/(1+C^2)`.
 
-    Its divisor :math:`\sqrt{\max_s v_s/(1-\beta_2^t)}` is at most C and,
-    from the first C step on, at least :math:`C\sqrt{1-\beta_2}`: per unit
-    rate a C step moves down at least :math:`C/(C+\epsilon)`, a later -1 step
-    up at most :math:`\sqrt{1+C^2}/C^2`. ``(down_at_least, up_at_most)``.
-    """
+    Per unit rate: a C step moves down at least :math:`C/(C+\epsilon)`, a
+    later -1 step up at most :math:`\sqrt{1+C^2}/C^2`. Returns
+    ``(down_at_least, up_at_most)``."""
     C = np.asarray(C, dtype=float)
     return C / (C + eps), np.sqrt(1 + C * C) / (C * C)
 
@@ -293,4 +274,3 @@ def hoeffding_tail(start: float, up: float, down: float, p_up: float,
     if n <= 0 or n * -mean <= start:
         return 1.0
     return math.exp(-2 * (n * -mean - start) ** 2 / (n * (up + down) ** 2))
-

@@ -1,7 +1,8 @@
 r"""Test problems with closed-form answers.
 
-Every generator is seeded and returns float64 tensors unless asked otherwise, so a
-chapter can compare an optimizer's end point with the exact answer.
+Every generator is seeded and returns float64 tensors unless asked
+otherwise, so a chapter can compare an optimizer's end point with the exact
+answer.
 """
 
 from __future__ import annotations
@@ -11,25 +12,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Quadratic", "LeastSquares", "scaled_regression"]
-
 
 @dataclass(frozen=True)
 class Quadratic:
-    r"""The separable quadratic :math:`f(\theta) = \tfrac12 \sum_i h_i (\theta_i - \theta^\star_i)^2`.
+    r""":math:`f(\theta) = \tfrac12\sum_i h_i(\theta_i-\theta^\star_i)^2`.
 
-    ``curvatures`` holds :math:`h_i > 0`, the eigenvalues of the Hessian, and
-    ``minimizer`` :math:`\theta^\star` (zero by default). Methods accept a batch of
-    points of shape ``(..., d)``, one row per independent run.
+    ``curvatures`` :math:`h_i > 0`, ``minimizer`` :math:`\theta^\star` (zero
+    by default). Methods accept points ``(..., d)``, one row per run.
     """
 
     curvatures: Tensor
     minimizer: Tensor | None = None
 
     @classmethod
-    def from_scales(cls, scales, dtype=torch.float64, device=None) -> "Quadratic":
-        r"""Curvatures :math:`h_i = s_i^2`: the loss :math:`\tfrac12\sum_i (s_i\theta_i)^2`
-        of a design whose column :math:`i` has scale :math:`s_i`."""
+    def from_scales(cls, scales, dtype=torch.float64,
+                    device=None) -> "Quadratic":
+        r"""Curvatures :math:`h_i = s_i^2`: the loss
+        :math:`\tfrac12\sum_i (s_i\theta_i)^2` of columns of scale
+        :math:`s_i`."""
         s = torch.as_tensor(scales, dtype=dtype, device=device)
         return cls(s * s)
 
@@ -64,10 +64,10 @@ class Quadratic:
 
 @dataclass(frozen=True)
 class LeastSquares:
-    r"""Linear regression :math:`f(\theta) = \frac{1}{2n}\lVert X\theta - y\rVert^2`.
+    r"""Linear regression :math:`\frac{1}{2n}\lVert X\theta - y\rVert^2`.
 
-    With an L2 penalty :math:`\frac{\lambda}{2}\lVert\theta\rVert^2` the minimiser is
-    the ridge solution :math:`(X^\top X/n + \lambda I)^{-1} X^\top y / n`.
+    With a penalty :math:`\frac{\lambda}{2}\lVert\theta\rVert^2` the
+    minimiser is :math:`(X^\top X/n + \lambda I)^{-1} X^\top y / n`.
     """
 
     X: Tensor
@@ -79,10 +79,11 @@ class LeastSquares:
 
     def loss(self, theta: Tensor, weight_decay: float = 0.0) -> Tensor:
         r = theta @ self.X.T - self.y
-        return 0.5 * (r * r).mean(-1) + 0.5 * weight_decay * (theta * theta).sum(-1)
+        return (0.5 * (r * r).mean(-1)
+                + 0.5 * weight_decay * (theta * theta).sum(-1))
 
     def grad(self, theta: Tensor, idx: Tensor | None = None) -> Tensor:
-        """Gradient of the unpenalised loss; on the rows ``idx`` only (a minibatch) if given."""
+        """Gradient of the unpenalised loss; on the rows ``idx`` if given."""
         X, y = (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
         return (theta @ X.T - y) @ X / X.shape[0]
 
@@ -91,11 +92,10 @@ class LeastSquares:
         return self.X.T @ self.X / self.n
 
     def ridge_solution(self, weight_decay) -> Tensor:
-        r"""Minimiser of :math:`f(\theta) + \frac12\sum_i \lambda_i\theta_i^2`.
-
-        ``weight_decay`` is a number or one :math:`\lambda_i` per coordinate.
-        """
-        lam = torch.as_tensor(weight_decay, dtype=self.X.dtype, device=self.X.device)
+        r"""Minimiser of :math:`f(\theta) + \frac12\sum_i \lambda_i\theta_i^2`;
+        ``weight_decay``: a number or one :math:`\lambda_i` per coordinate."""
+        lam = torch.as_tensor(weight_decay, dtype=self.X.dtype,
+                              device=self.X.device)
         A = self.hessian + torch.diag(lam.expand(self.X.shape[1]))
         return torch.linalg.solve(A, self.X.T @ self.y / self.n)
 
@@ -104,24 +104,19 @@ class LeastSquares:
         return self.ridge_solution(0.0)
 
 
-def scaled_regression(
-    n: int = 200,
-    scales=(1.0, 1000.0),
-    noise: float = 0.1,
-    theta_true=None,
-    seed: int = 0,
-    dtype=torch.float64,
-    device=None,
-) -> LeastSquares:
-    r"""The post's ridge example: standard-normal columns multiplied by ``scales``.
+def scaled_regression(n: int = 200, scales=(1.0, 1000.0),
+                      noise: float = 0.1, theta_true=None, seed: int = 0,
+                      dtype=torch.float64, device=None) -> LeastSquares:
+    r"""The post's ridge example: standard-normal columns times ``scales``.
 
-    :math:`y = X\theta_{\text{true}} + \sigma\xi` with :math:`\xi \sim N(0, I)`. By
-    default :math:`\theta_{\text{true}} = (1, 1/1000)`, so that both features
+    :math:`y = X\theta_{\text{true}} + \sigma\xi`, :math:`\xi \sim N(0, I)`;
+    by default :math:`\theta_{\text{true}} = 1/s`, so that both features
     contribute equally to :math:`y`.
     """
     gen = torch.Generator().manual_seed(seed)
     s = torch.as_tensor(scales, dtype=dtype)
     X = torch.randn(n, len(s), generator=gen, dtype=dtype) * s
-    theta = (1.0 / s) if theta_true is None else torch.as_tensor(theta_true, dtype=dtype)
+    theta = ((1.0 / s) if theta_true is None
+             else torch.as_tensor(theta_true, dtype=dtype))
     y = X @ theta + noise * torch.randn(n, generator=gen, dtype=dtype)
     return LeastSquares(X.to(device), y.to(device))

@@ -64,12 +64,11 @@ def certify(problem: LeastSquares, theta: Tensor, weight_decay=0.0) -> dict:
     r"""How far ``theta`` is from :math:`\theta^\star`, the minimiser of
     :math:`f + \frac12\sum_i\lambda_i\theta_i^2`, certified from the residual.
 
-    :math:`\theta - \theta^\star = A^{-1}(A\theta - b)` exactly, with
-    :math:`A = H + \operatorname{diag}(\lambda)`; the computed residual is
-    within :math:`\rho` (:func:`gradient_rounding_bound`), so the distance
-    lies within ``error_bound`` :math:`= \lVert\lvert A^{-1}\rvert\rho\rVert`
-    of ``distance`` :math:`= \lVert A^{-1}\hat r\rVert`. Also returns
-    ``residual``, ``rounding``, ``at_floor``, ``lower`` and ``upper``.
+    As :math:`\theta - \theta^\star = A^{-1}(A\theta - b)`,
+    :math:`A = H + \operatorname{diag}(\lambda)`, it is ``distance``
+    :math:`= \lVert A^{-1}\hat r\rVert` give or take ``error_bound``
+    :math:`= \lVert\lvert A^{-1}\rvert\rho\rVert`, :math:`\rho` of
+    :func:`gradient_rounding_bound`; a dict, also ``lower``, ``upper``.
     """
     lam = _penalty(weight_decay, theta).expand(theta.shape[-1])
     A_inv = torch.linalg.inv(problem.hessian + torch.diag(lam))
@@ -111,11 +110,9 @@ def linf_lstsq(problem: LeastSquares, radius: float, max_sweeps: int = 10_000
     r"""Least squares in the box :math:`\lVert\theta\rVert_\infty \le R`:
     where full-batch AdamW goes when :math:`R = 1/\lambda` binds.
 
-    Cyclic coordinate descent with exact minimisation and clipping, then an
-    exact solve of the free coordinates with the others at :math:`\pm R`,
-    accepted once the KKT conditions hold to rounding (per coordinate: no
-    excess over :math:`R`, zero gradient if free, none pointing outward on
-    the boundary). Returns ``(theta, on_boundary)``.
+    Clipped cyclic coordinate descent, then an exact solve of the free
+    coordinates, until the KKT conditions hold to rounding. Returns
+    ``(theta, on_boundary)``.
 
     >>> import torch
     >>> from adambook.problems import LeastSquares

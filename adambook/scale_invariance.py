@@ -13,16 +13,12 @@ import math
 
 import torch
 
-__all__ = ["angles", "sgd_angular_update", "adamw_angular_update",
-           "adam_l2_effective_decay", "paired_log_ratio", "different"]
-
 
 def angles(before, after):
     r"""Angle :math:`\angle(w_t, w_{t+1})` per row, in radians.
 
-    ``before``, ``after``: ``(..., n)``. Computed as
-    :math:`\operatorname{atan2}(\lVert w_{t+1}^{\perp}\rVert,
-    \langle w_{t+1}, \hat w_t\rangle)`, accurate for tiny angles too.
+    ``before``, ``after``: ``(..., n)``; by ``atan2``, accurate for tiny
+    angles too.
 
     >>> a = torch.tensor([[1.0, 0.0]]); b = torch.tensor([[1.0, 1.0]])
     >>> round(angles(a, b).item(), 6) == round(math.pi / 4, 6)

@@ -1,7 +1,8 @@
 r"""Measurement helpers: standard errors, z-bounds, fitted slopes.
 
-Every tolerance in the book is one of three kinds: float rounding, a standard error
-times a stated z-bound, or a theoretical bound. This module supplies the second kind.
+Every tolerance in the book is one of three kinds: float rounding, a
+standard error times a stated z-bound, or a theoretical bound. This module
+supplies the second kind.
 """
 
 from __future__ import annotations
@@ -11,24 +12,19 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["z_bound", "mean_se", "variance_se", "linear_fit", "equivalent",
-           "equivalence_power"]
-
 
 def z_bound(alpha: float = 1e-3, n_tests: int = 1) -> float:
-    r"""Two-sided normal quantile that keeps the family-wise false-alarm rate at ``alpha``.
+    r"""Two-sided normal quantile for a family-wise false-alarm rate ``alpha``.
 
-    With ``n_tests`` independent comparisons the Šidák correction gives each one the
-    level :math:`1-(1-\alpha)^{1/n}`; a true claim then fails *any* of them with
-    probability ``alpha``. (For dependent tests Šidák is conservative for this
-    two-sided case, which is the safe direction.)
+    Šidák: each of ``n_tests`` gets the level :math:`1-(1-\alpha)^{1/n}`
+    (conservative for dependent two-sided tests).
 
     >>> round(z_bound(0.05), 3)
     1.96
     """
     if not 0 < alpha < 1 or n_tests < 1:
         raise ValueError("need 0 < alpha < 1 and n_tests >= 1")
-    per_test = -math.expm1(math.log1p(-alpha) / n_tests)  # 1 - (1-alpha)^(1/n), accurately
+    per_test = -math.expm1(math.log1p(-alpha) / n_tests)  # 1-(1-alpha)^(1/n)
     return NormalDist().inv_cdf(1 - per_test / 2)
 
 
@@ -42,9 +38,8 @@ def mean_se(x, axis: int = 0):
 def variance_se(x, axis: int = 0):
     r"""Unbiased sample variance and its standard error along ``axis``.
 
-    Uses :math:`\operatorname{Var}(s^2) = \frac{1}{n}\left(\mu_4 - \frac{n-3}{n-1}\sigma^4\right)`
-    with the sample fourth central moment, so it holds for any distribution with
-    four moments (for a normal sample it reduces to :math:`\sigma^2\sqrt{2/(n-1)}`).
+    :math:`\operatorname{Var}(s^2) = \frac{1}{n}(\mu_4 - \frac{n-3}{n-1}
+    \sigma^4)`, with the sample fourth central moment: any distribution.
     """
     x = np.asarray(x, dtype=float)
     n = x.shape[axis]
@@ -55,10 +50,8 @@ def variance_se(x, axis: int = 0):
 
 
 def linear_fit(x, y):
-    """Least-squares line ``y ≈ a + b x``; returns ``(b, a, se_b)``, the slope first.
-
-    ``se_b`` is the usual standard error of the slope from the residual variance.
-    """
+    """Least-squares line ``y ≈ a + b x``: ``(b, a, se_b)``, slope first,
+    ``se_b`` from the residual variance."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     A = np.stack([np.ones_like(x), x], axis=1)
@@ -73,23 +66,23 @@ def linear_fit(x, y):
 def equivalent(estimate, se, margin: float, z: float):
     r"""Two one-sided tests: is the true value within ``±margin`` of zero?
 
-    True where the interval :math:`\hat d \pm z\,\mathrm{se}` lies inside
-    :math:`(-\delta, \delta)`. Each one-sided test then rejects "the true value is at
-    or beyond the margin" at the level of ``z``, so a "no difference" is claimed
-    with that error rate, not merely "not rejected".
+    True where :math:`\hat d \pm z\,\mathrm{se}` lies inside
+    :math:`(-\delta, \delta)`: "no difference" at the level of ``z``.
 
-    >>> bool(equivalent(0.01, 0.01, 0.05, z=3.0)), bool(equivalent(0.01, 0.02, 0.05, 3.0))
-    (True, False)
+    >>> bool(equivalent(0.01, 0.01, 0.05, z=3.0))
+    True
+    >>> bool(equivalent(0.01, 0.02, 0.05, 3.0))
+    False
     """
     estimate, se = np.asarray(estimate, float), np.asarray(se, float)
     return np.abs(estimate) + z * se < margin
 
 
 def equivalence_power(se, margin: float, z: float, true: float = 0.0):
-    r"""Probability that :func:`equivalent` says "within the margin" when the true
-    value is ``true`` and the estimate is normal with standard error ``se``:
-    :math:`\Phi((\delta - z\,\mathrm{se} - t)/\mathrm{se}) - \Phi((-\delta + z\,
-    \mathrm{se} - t)/\mathrm{se})`, zero when the interval is wider than the margin.
+    r"""Probability that :func:`equivalent` says "within the margin" when
+    the true value is ``true`` and the estimate is normal with SE ``se``:
+    :math:`\Phi((\delta - z\,\mathrm{se} - t)/\mathrm{se}) - \Phi((-\delta
+    + z\,\mathrm{se} - t)/\mathrm{se})`, or zero.
 
     >>> round(float(equivalence_power(0.01, 0.05, 3.0)), 3)
     0.954

@@ -16,12 +16,11 @@ def judge_momentum_smooths_noise(betas, ratio, se, theory, margin, z, *,
                                  adam_ratio, adam_se, lemma_dev, scope):
     r"""Does EMA momentum shrink the iterates' stationary spread?
 
-    ``ratio``/``se``: spread with over without EMA momentum at equal
-    effective lr, per β; ``theory``: eq-mom-ratio; ``adam_ratio``/
-    ``adam_se``: Adam, β1 against 0. Holds when every ratio is below
-    ``1 - margin`` by ``z`` SE; does not hold when every ratio is within
+    ``ratio``/``se``: spread with over without momentum, per β (Adam's:
+    ``adam_ratio``/``adam_se``). Holds when every ratio is below
+    ``1 - margin`` by ``z`` SE; does not hold when all are within
     ``margin`` of 1 (TOST) and SGD's match ``theory``, or all exceed 1 by
-    ``z`` SE; qualified otherwise. ``lemma_dev``: Var(m_T) vs eq-ema-var.
+    ``z`` SE; qualified otherwise.
     """
     b, r, s, p, ra, sa = (np.asarray(x, dtype=float) for x in
                           (betas, ratio, se, theory, adam_ratio, adam_se))
@@ -57,10 +56,9 @@ def judge_beta1_tradeoff(betas, noise, noise_se, noise_pred, lag, lag_se,
     r"""A larger β1: less noise in m_t (eq-ema-var) but more lag (eq-lag).
 
     Holds when both match their closed forms within ``z`` SE and, between
-    neighbouring β1, the noise falls and the lag rises by more than ``z``
-    times the sum of the two SEs (a bound on the SE of a difference under
-    any correlation). Does not hold when either side does not move the
-    claimed way; qualified when it does but a closed form is off.
+    neighbouring β1, noise falls and lag rises by more than ``z`` times the
+    sum of the two SEs. Does not hold when either does not move so;
+    qualified when only a closed form is off.
     """
     n, ns, npr, g, gs, gp = (np.asarray(x, dtype=float) for x in
                              (noise, noise_se, noise_pred, lag, lag_se,
@@ -94,12 +92,10 @@ def judge_per_coordinate_steps(gap0, rounding0, gap_eps, budget_eps,
                                budget, kappa, scope):
     r"""Adam's step under coordinate rescaling, and under a rotation.
 
-    ``gap0``/``rounding0``: open-loop gap with ε = 0 and its rounding bound;
-    ``gap_eps``/``budget_eps``/``rounding_eps``: the same with ``eps`` and
-    the budget of eq-adam-scale. ``diag_steps``/``rot_steps``: steps to
-    tolerance, axis-aligned and rotated, at ``kappa`` (``None``: not within
-    ``budget``). Does not hold when eq-adam-scale fails; qualified when the
-    rotation costs over twice the steps; holds otherwise.
+    Does not hold when a gap (``gap0`` at ε = 0, ``gap_eps``) exceeds its
+    bound (eq-adam-scale); qualified when the rotated problem takes over
+    twice the steps (``rot_steps``, ``None``: not within ``budget``) of
+    the axis-aligned one; holds otherwise.
     """
     if not (gap0 <= rounding0 and gap_eps <= budget_eps + rounding_eps):
         verdict = "does not hold"

@@ -10,9 +10,6 @@ from __future__ import annotations
 from ..stats import equivalent, mean_se
 from ..verdicts import Verdict
 
-OUTCOMES = ("better", "worse", "no difference", "undecided",
-            "neither reaches")
-
 
 def compare(d, neither, exact, z, margin) -> str:
     r"""Adam against a comparator, from per-seed paired differences ``d``

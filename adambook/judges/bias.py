@@ -13,9 +13,6 @@ import numpy as np
 from ..stats import equivalent, z_bound
 from ..verdicts import Verdict
 
-__all__ = ["judge_ema_bias", "judge_bias_correction", "t_bound",
-           "judge_untuned_warmup"]
-
 
 def _pairs(pairs) -> str:
     return ", ".join(f"({b1}, {b2})" for b1, b2 in pairs)
@@ -26,13 +23,10 @@ def judge_ema_bias(z_fit, z_nofactor, z, *, m1_ratio, m1_se, beta1,
     r"""``ema-bias``: :math:`\mathbb E[m_t] = (1-\beta_1^t)\mu`,
     :math:`\mathbb E[v_t] = (1-\beta_2^t)\mathbb E[g^2]`.
 
-    ``z_fit``: z-scores of the means and variances of :math:`m_t, v_t`
-    against the closed forms (size = number of tests); ``z_nofactor``: the
-    means against the prediction without :math:`1-\beta^t`, shape
-    ``(pairs, 2, steps)``; ``z``: the Šidák bound. "holds" iff every
-    :math:`|z_{\rm fit}| \le z` and, in every pair, the prediction without
-    the factor is rejected (:math:`|z| > z`) for :math:`m` and for :math:`v`
-    at some step.
+    "holds" iff every z-score against the closed forms ``z_fit`` is
+    within ``z`` and, in every pair, the prediction without
+    :math:`1-\beta^t` (``z_nofactor``, ``(pairs, 2, steps)``) is rejected
+    for :math:`m` and for :math:`v` at some step.
     """
     z_fit, z_nofactor = np.abs(z_fit), np.abs(z_nofactor)
     worst = float(z_fit.max())
@@ -61,13 +55,10 @@ def judge_bias_correction(z_iid, z_drift, z_stationary, step_gap, z, *,
                           drift_pair) -> Verdict:
     r"""``bias-correction``: dividing by :math:`1-\beta^t` removes the bias.
 
-    ``z_iid``: z-scores of :math:`\hat m_t, \hat v_t` against
-    :math:`\mu, \mathbb E[g^2]`; ``z_drift``: under drift, against their
-    expectation with :math:`\zeta_t`; ``z_stationary``: the drift's against
-    the current moments; ``step_gap``: the package's step's largest gap over
-    its rounding bound; ``z``: the Šidák bound. "holds" iff every
-    :math:`|z| \le z` and ``step_gap <= 1``. The drift residual is reported,
-    not a qualification: the post claims a constant mean only.
+    "holds" iff every z-score of :math:`\hat m_t, \hat v_t` (``z_iid``,
+    and ``z_drift`` against the expectation with :math:`\zeta_t`) is
+    within ``z`` and ``step_gap`` (gap over rounding bound) ``<= 1``.
+    ``z_stationary``, the drift against the current moments, is reported.
     """
     worst_iid, worst_drift = np.abs(z_iid).max(), np.abs(z_drift).max()
     n_tests = np.size(z_iid) + np.size(z_drift)
@@ -78,11 +69,11 @@ def judge_bias_correction(z_iid, z_drift, z_stationary, step_gap, z, *,
         claim="Dividing m_t by 1-β1^t and v_t by 1-β2^t removes the bias "
         "of the zero start.",
         verdict="holds" if ok else "does not hold",
-        proved="For a stationary stream, E[m̂_t] = μ and E[v̂_t] = E[g²] at "
-        "every t, and adambook's step is m̂_t/(√v̂_t + ε) to rounding. When "
-        "the gradient distribution drifts (the post assumes it does not), a "
-        "residual ζ_t/(1-β^t) remains (Kingma & Ba): the lag of a moving "
-        "average, which the correction does not claim to remove.",
+        proved="For a stationary stream, E[m̂_t] = μ and E[v̂_t] = E[g²] "
+        "at every t, and adambook's step is m̂_t/(√v̂_t + ε) to "
+        "rounding. When the gradient distribution drifts (the post assumes it "
+        "does not), a residual ζ_t/(1-β^t) remains (Kingma & Ba): the lag "
+        "of a moving average, which the correction does not claim to remove.",
         scope=f"Monte Carlo of {n_streams} independent Gaussian gradient "
         f"streams at every step t = 1..{steps}: stationary for (β1, β2) = "
         f"{_pairs(pairs)}, and drifting (scale halving every {half_life} "
@@ -112,12 +103,10 @@ def judge_untuned_warmup(d, se, t_one, d_lr, se_lr, t_lr, margin, *, lrs,
     r"""``untuned-warmup``: linear warmup over :math:`2/(1-\beta_2)` steps
     trains as well as RAdam (Ma & Yarats 2021).
 
-    ``d, se``: mean over the learning rates and seeds of
-    :math:`\ln(L_{\rm warmup}/L_{\rm RAdam})` and its SE; ``d_lr, se_lr``:
-    the same per learning rate. "holds" iff :math:`|d| + t\,{\rm se} <
-    \ln` ``margin`` (two one-sided tests) and no :math:`|d_\eta| >
-    t_\eta {\rm se}_\eta`; "holds with a qualification" if equivalent but
-    some learning rate differs; else "does not hold".
+    ``d, se``: mean of :math:`\ln(L_{\rm warmup}/L_{\rm RAdam})` and its
+    SE (``d_lr, se_lr``: per learning rate). "holds" iff
+    :math:`|d| + t\,{\rm se} < \ln` ``margin`` and no
+    :math:`|d_\eta| > t_\eta {\rm se}_\eta`; qualified if only the first.
     """
     d_lr, se_lr = np.asarray(d_lr), np.asarray(se_lr)
     equal = bool(equivalent(d, se, math.log(margin), t_one))
@@ -139,6 +128,7 @@ def judge_untuned_warmup(d, se, t_one, d_lr, se_lr, t_lr, margin, *, lrs,
         f", β2 = {beta2}, {n_seeds} paired seeds; float32.",
         measured=f"mean ln(L_warmup/L_RAdam) = {d:+.3f} ± {se:.3f} (bound "
         f"{t_one:.2f}, margin ln {margin} = {math.log(margin):.3f}); per "
-        "η: " + ", ".join(f"{x:+.2f} ± {s:.2f}" for x, s in zip(d_lr, se_lr)),
+        "η: " + ", ".join(f"{x:+.2f} ± {s:.2f}"
+                          for x, s in zip(d_lr, se_lr)),
         section="sec-bias-warmup",
     )

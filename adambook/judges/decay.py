@@ -70,17 +70,17 @@ def judge_nonuniform_effective_decay(const_min, formula_ok, conv_end,
     verdict = ("does not hold" if not const else "holds" if not reversed_
                else "holds with a qualification")
     return Verdict("nonuniform-effective-decay",
-        "Adam + L2 divides the penalty by √v̂+ε, so a coordinate with large "
-        "gradients (here the column of scale 1000) is decayed less per "
+        "Adam + L2 divides the penalty by √v̂+ε, so a coordinate with "
+        "large gradients (here the column of scale 1000) is decayed less per "
         "step.",
         verdict,
         "Per unit learning rate Adam + L2 decays coordinate i at "
-        "λ/(√v̂_i+ε). While the learning rate is constant the large-scale "
-        "coordinate is decayed less at every step, in both forms. Run to "
-        "convergence, torch's form keeps it so, but in the post's form v̂ "
-        "averages the data gradient alone, which at ridge is −λθ*, and the "
-        "ratio tends to (λ|θ*₂|+ε)/(λ|θ*₁|+ε) < 1: the large-scale "
-        "coordinate ends decayed more.",
+        "λ/(√v̂_i+ε). While the learning rate is constant the "
+        "large-scale coordinate is decayed less at every step, in both forms. "
+        "Run to convergence, torch's form keeps it so, but in the post's form "
+        "v̂ averages the data gradient alone, which at ridge is −λθ*, "
+        "and the ratio tends to (λ|θ*₂|+ε)/(λ|θ*₁|+ε) < 1: the "
+        "large-scale coordinate ends decayed more.",
         f"Full-batch Adam + L2 in both forms on {_design(n)} from 0: "
         f"{steps:,} steps at constant lr = "
         f"{', '.join(f'{x:g}' for x in lrs)}, and {conv_steps:,} steps of "
@@ -169,11 +169,11 @@ def judge_adamw_fixes_it(cert_ridge, cert_ls, tol, lam, steps, n, drift):
         "decay was meant to take it, the ridge solution.",
         "holds" if cert_ridge["upper"] <= tol else "does not hold",
         "AdamW does not settle at the ridge solution. Its fixed points "
-        "solve ∇f + λ(√v̂+ε)⊙θ = 0 (Loshchilov & Hutter's own reading: "
-        "decoupled decay under a fixed preconditioner is L2 rescaled per "
-        "coordinate): full batch, least squares up to order-ε terms while "
-        "the ball ‖θ‖∞ ≤ 1/λ does not bind, the ℓ∞-constrained "
-        "least-squares solution when it does.",
+        "solve ∇f + λ(√v̂+ε)⊙θ = 0 (Loshchilov & Hutter's own "
+        "reading: decoupled decay under a fixed preconditioner is L2 rescaled "
+        "per coordinate): full batch, least squares up to order-ε terms "
+        "while the ball ‖θ‖∞ ≤ 1/λ does not bind, the "
+        "ℓ∞-constrained least-squares solution when it does.",
         _convex(n, lam, steps) + " Minibatch runs are reported, not "
         f"judged: they still drift by {drift:.1f} SE.",
         f"AdamW (λ = {lam:g}) ends {cert_ridge['lower']:.3f} from ridge and "

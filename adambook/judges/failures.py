@@ -16,14 +16,12 @@ def judge_adam_nonconvergence(det, sto, z, *, margin, alpha, steps, n_starts,
                               sto_setup) -> Verdict:
     r"""Adam at +1, AMSGrad at -1, on Reddi's problem and its stochastic form.
 
-    ``det``, one dict per :math:`C`: ``ends_adam``/``ends_ams``, the points
-    after each period from the derived reach periods on (must be exactly +1,
-    and within ``band`` above -1); ``tail_adam``/``tail_ams``, the regret per
-    step after both arrived, within ``adam_bounds``/``ams_bounds`` and
-    ``slack``; ``regret_gap`` <= ``regret_slack``. ``sto``: name -> (mean,
-    se, bound); ``mean_gradient`` equivalent to :math:`\delta` within
-    ``margin`` (two one-sided tests), the rest one-sided
-    (:math:`m - z\,se \le` bound < 1).
+    ``det``, one dict per :math:`C`: Adam's period ends exactly +1,
+    AMSGrad's within ``band`` above -1, per-step regrets within their
+    bounds and ``slack``, ``regret_gap <= regret_slack``. ``sto``: name ->
+    (mean, se, bound);
+    ``mean_gradient`` equivalent to :math:`\delta` within ``margin``, the
+    rest :math:`m - z\,se \le` bound < 1.
     """
     det_ok = all(
         np.size(r["ends_adam"]) * np.size(r["ends_ams"]) > 0
@@ -41,21 +39,21 @@ def judge_adam_nonconvergence(det, sto, z, *, margin, alpha, steps, n_starts,
     C, delta, eta, n_runs, steps_sto = sto_setup
     return Verdict(
         key="adam-nonconvergence",
-        claim="Adam can fail on a one-dimensional convex problem: with β1 = 0 "
-        "and β2 = 1/(1+C²) it settles at the worst point of Reddi et al.'s "
-        "online problem, while AMSGrad, which divides by the running maximum "
-        "of v, finds the optimum.",
+        claim="Adam can fail on a one-dimensional convex problem: with β1 = "
+        "0 and β2 = 1/(1+C²) it settles at the worst point of Reddi et "
+        "al.'s online problem, while AMSGrad, which divides by the running "
+        "maximum of v, finds the optimum.",
         verdict="holds" if det_ok and sto_ok else "does not hold",
-        proved="Each −1 step is at least α_t/√2 long and each C step at most "
-        "α_t√(1+1/C²), so Adam gains in every period, ends each at exactly "
-        "+1, and R_T/T → 2(C−2)/3; AMSGrad ends each period within two small "
-        "steps of −1. In the stochastic form (E f = δx) both stay within "
-        "Kingman's bound of those ends.",
+        proved="Each −1 step is at least α_t/√2 long and each C step at "
+        "most α_t√(1+1/C²), so Adam gains in every period, ends each at "
+        "exactly +1, and R_T/T → 2(C−2)/3; AMSGrad ends each period "
+        "within two small steps of −1. In the stochastic form (E f = δx) "
+        "both stay within Kingman's bound of those ends.",
         scope=f"Reddi et al.'s convex online problem on [−1, 1] (linear "
-        f"losses), β1 = 0, β2 = 1/(1+C²), on a fixed budget: C in {{{Cs}}}, "
-        f"{n_starts} starts, T = {steps:,} steps of α/√t with α = {alpha:g}; "
-        f"stochastic C = {C:g}, δ = {delta:g}, constant η = {eta:g}, "
-        f"{n_runs:,} runs of {steps_sto:,} steps, z = {z:.2f}.",
+        f"losses), β1 = 0, β2 = 1/(1+C²), on a fixed budget: C in "
+        f"{{{Cs}}}, {n_starts} starts, T = {steps:,} steps of α/√t with α "
+        f"= {alpha:g}; stochastic C = {C:g}, δ = {delta:g}, constant η = "
+        f"{eta:g}, {n_runs:,} runs of {steps_sto:,} steps, z = {z:.2f}.",
         measured=f"C = {r['C']:g}: x_T = {np.min(r['x_T_adam']):+.3f} (Adam, "
         f"every start), {np.max(r['x_T_ams']):+.3f} (AMSGrad); R_T/T = "
         f"{np.mean(r['regret_adam']):.3f} vs {np.mean(r['regret_ams']):.3f}",
@@ -70,11 +68,10 @@ def judge_large_beta2_converges(betas2, Cs, x_end, predicted, tol, decided,
     r"""Problem first: each :math:`C` converges above :math:`\beta_2^\star(C)`.
 
     Arrays ``[beta2, C]``: ``x_end`` within ``tol`` of ``predicted`` where
-    ``decided``; ``v_end`` within relative ``v_rtol`` of ``v_pred``;
-    ``x_warm`` exactly 0; for every C a decided run with ``delta`` < 0.
-    ``counter = (beta2s, drift)``: :math:`\Delta > 0` at
-    :math:`C = 2 + (1-\beta_2)/2`; ``near_two = (C, bstar, lower)``:
-    :math:`\beta_2^\star \ge` the lower bound.
+    ``decided``, ``v_end`` within ``v_rtol`` of ``v_pred``, ``x_warm`` 0,
+    a decided run with ``delta`` < 0 for every C; ``counter``:
+    :math:`\Delta > 0` at :math:`C = 2 + (1-\beta_2)/2`; ``near_two``:
+    :math:`\beta_2^\star \ge` its lower bound.
     """
     off = np.abs(x_end - predicted)
     match = (off <= tol) | ~decided
@@ -91,23 +88,25 @@ def judge_large_beta2_converges(betas2, Cs, x_end, predicted, tol, decided,
         "large enough β2, how large depending on the problem, makes Adam "
         "converge on it.",
         verdict="holds" if ok else "does not hold",
-        proved="With β1 = 0 a period moves x by ηΔ(β2, C), Δ in closed form; "
-        "every grid run with time to cross ends where the sign of Δ puts "
-        "it, and for each C the runs above β2*(C) < 1 end in the cycle next "
-        "to −1. In the other order no β2 < 1 is safe: C = 2 + (1−β2)/2 has "
-        "Δ > 0, and β2*(C) ≥ 1 − (C−2)(C²+2)/(C²−1) → 1 as C → 2.",
+        proved="With β1 = 0 a period moves x by ηΔ(β2, C), Δ in closed "
+        "form; every grid run with time to cross ends where the sign of Δ "
+        "puts it, and for each C the runs above β2*(C) < 1 end in the cycle "
+        "next to −1. In the other order no β2 < 1 is safe: C = 2 + "
+        "(1−β2)/2 has Δ > 0, and β2*(C) ≥ 1 − "
+        "(C−2)(C²+2)/(C²−1) → 1 as C → 2.",
         scope=f"Reddi et al.'s deterministic convex problem on [−1, 1], "
         f"β1 = 0, constant η = {eta:g}, each C fixed before β2 is varied: "
         f"{len(betas2)} β2 in [{betas2[0]:.3g}, {betas2[-1]:.3g}] × "
         f"{len(Cs)} C in [{Cs[0]:g}, {Cs[-1]:g}], runs on a fixed budget of "
         f"{periods:,} periods after a warm-up at rate 0 (converged means the "
         f"steady cycle within 2η of −1); the other order from the closed "
-        f"form, for {len(b_first)} β2 up to {max(b_first):g} and C − 2 down "
-        f"to {min(C_near) - 2:.0e}.",
+        f"form, for {len(b_first)} β2 up to {max(b_first):g} and C − 2 "
+        f"down to {min(C_near) - 2:.0e}.",
         measured=f"β2* = {boundary[0]:.2f} at C = {Cs[0]:.1f}, "
         f"{boundary[-1]:.4f} at C = {Cs[-1]:.0f}, {bstar[-1]:.6f} at C − 2 "
         f"= {C_near[-1] - 2:.0e} (bound {lower[-1]:.6f}); "
         f"{int((~match).sum())} of {int(decided.sum())} decided runs off the "
-        f"prediction; smallest Δ at C = 2 + (1−β2)/2: {min(drift_bad):.1e}",
+        f"prediction; smallest Δ at C = 2 + (1−β2)/2: "
+        f"{min(drift_bad):.1e}",
         section="sec-failures-boundary",
     )

@@ -65,7 +65,8 @@ def judge_adamw_equal(fits, spread, less, pred, z, margin, scope):
     return Verdict(
         "adamw-equal-angular-updates",
         "With AdamW every scale-invariant layer reaches the same angular "
-        "update √(2ηλ(1-β₁)/(1+β₁)), whatever its gradient scale.", verdict,
+        "update √(2ηλ(1-β₁)/(1+β₁)), whatever its gradient scale.",
+        verdict,
         "The layers' equilibrium angular updates are "
         + ("equal within the margin and match the prediction." if equal
            else "closer to each other than Adam + L2's, but not equal "
@@ -89,7 +90,8 @@ def judge_adam_l2_unequal(spread, fit, z, margin, scope):
         "adam-l2-unequal-angular-updates",
         "With Adam + L2 the decay passes through the preconditioner, so "
         "each layer's equilibrium angular update depends on its own "
-        "gradient-to-weight ratio: √(2ηλ_eff(1-β₁)/(1+β₁)).", verdict,
+        "gradient-to-weight ratio: √(2ηλ_eff(1-β₁)/(1+β₁)).",
+        verdict,
         "The layers' angular updates "
         + ("differ beyond the margin" + (", by the ratio λ_eff predicts."
                                          if fits else ".")

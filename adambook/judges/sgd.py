@@ -9,8 +9,6 @@ import numpy as np
 
 from ..verdicts import Verdict
 
-__all__ = ["HEAVY_BALL_THRESHOLD", "judge_sgd_noise", "judge_sgd_one_lr"]
-
 #: Halfway between the exponents 1/2 (heavy ball) and 1 (gradient descent).
 HEAVY_BALL_THRESHOLD = 0.75
 
@@ -25,16 +23,13 @@ def judge_sgd_noise(*, z, n_tests, batch_sizes, mean_z, var_z, slope,
                     kurtosis, kurtosis_z, scope) -> Verdict:
     r"""``sgd-noise``, by the rule of ``sec-sgd-noise-rule``.
 
-    Does not hold unless every batch mean (``mean_z``), variance against
-    :math:`\sigma^2 c_b` (``var_z``), corrected log-log slope against -1
-    (``slope_z``) and jitter against :math:`\operatorname{tr} P_T`
-    (``jitter_z``) is within ``z``, every slope is equivalent to -1
-    (``slope_equivalent``, a TOST at ``margin``), every drop of the spread
-    (``drops``) exceeds ``z`` and the variance without :math:`1/b`
-    (``no_batch_z``) is rejected at every :math:`b > 1`. Qualified when an
-    implication of the post fails where it speaks: the raw slope over
-    :math:`b \ll N` is not equivalent to -1 (``post_equivalent``), or an
-    excess kurtosis is not ``z`` SEs above 0 (``kurtosis_z``)."""
+    Does not hold unless every z-score (``mean_z``, ``var_z``,
+    ``slope_z``, ``jitter_z``) is within ``z``, every slope equivalent to
+    -1, every drop of the spread above ``z`` and the variance without
+    :math:`1/b` (``no_batch_z``) rejected at every :math:`b > 1`.
+    Qualified when the raw slope over :math:`b \ll N` is not equivalent to
+    -1 (``post_equivalent``) or an excess kurtosis is not ``z`` SEs above
+    0."""
     sizes = np.asarray(batch_sizes)
     core = (_within(mean_z, z) and _within(var_z, z) and _within(slope_z, z)
             and bool(np.all(slope_equivalent))
@@ -56,11 +51,12 @@ def judge_sgd_noise(*, z, n_tests, batch_sizes, mean_z, var_z, slope,
         "full batch; per-example gradients have heavier tails than a "
         "Gaussian. SGD with a constant learning rate η then jitters around "
         "the least-squares minimiser with E‖θ-θ*‖² given exactly by a "
-        "linear recursion, ≈ (η/2)·(N-b)/((N-1)b)·tr(H⁻¹Σ*) for small η.",
+        "linear recursion, ≈ (η/2)·(N-b)/((N-1)b)·tr(H⁻¹Σ*) for "
+        "small η.",
         scope=scope,
         measured=f"log-log slope {slope[0]:.4f} ± {slope_se[0]:.4f}, for "
-        f"b ≪ N {post_slope[0]:.4f} ± {post_se[0]:.4f} (the post's -1, margin "
-        f"±{margin:g}); excess kurtosis {np.max(kurtosis):.1f}, ≥ "
+        f"b ≪ N {post_slope[0]:.4f} ± {post_se[0]:.4f} (the post's -1, "
+        f"margin ±{margin:g}); excess kurtosis {np.max(kurtosis):.1f}, ≥ "
         f"{np.min(kurtosis_z):.0f} SEs above 0; largest |z| {worst:.2f} "
         f"(bound {z:.2f}, {n_tests} tests)",
         section="sec-sgd-noise")
@@ -92,11 +88,12 @@ def judge_sgd_one_lr(*, stiff_below, stiff_above, closed_form_gap, rounding,
         "holds with a qualification" if helps else "holds",
         proved="Gradient descent on a quadratic is stable iff η < 2/L_max, "
         f"to the last digit we can resolve ({eps_min:.0e} either side), and "
-        "even at the best single rate it needs ⌈ln(1/tol)/ln((κ+1)/(κ-1))⌉ "
-        "≈ (κ/2)ln(1/tol) steps: proportional to κ. The qualification: one "
-        "learning rate plus tuned heavy-ball momentum needs only about "
-        "√κ·ln(1/tol)/2 steps, so it is plain SGD, not one learning rate as "
-        "such, that pays the full factor κ.",
+        "even at the best single rate it needs "
+        "⌈ln(1/tol)/ln((κ+1)/(κ-1))⌉ ≈ (κ/2)ln(1/tol) steps: "
+        "proportional to κ. The qualification: one learning rate plus tuned "
+        "heavy-ball momentum needs only about √κ·ln(1/tol)/2 steps, so it "
+        "is plain SGD, not one learning rate as such, that pays the full "
+        "factor κ.",
         scope=scope,
         measured=f"GD slope {slope:.3f} (theory [{lo:.3f}, {hi:.3f}]); "
         f"heavy ball {hb_slope:.3f}; boundary sharp at ε = {eps_min:.0e}",
