@@ -9,10 +9,11 @@ Two executions of every chapter are compared by ``test_reproducible.py``:
   is executed here instead, in the same environment nbval would use.
 * **run B** is one more execution, in a kernel started with a different thread count
   for torch/MKL/OpenBLAS, a different ``PYTHONHASHSEED`` and another CPU code path
-  (``book.OTHER_CODE_PATH``). When the session will run the book-level tests, run B
-  starts in a background process as soon as the tests are collected, so that it
-  runs beside nbval's run A (most chapter cells keep one core busy, so two
-  executions share a 2-core machine well).
+  (``book.OTHER_CODE_PATH``). It runs after nbval, one chapter at a time; with
+  ``ADAMBOOK_RUN_B_BESIDE=1`` it starts in a background process as soon as the
+  tests are collected and runs beside nbval's run A instead (faster where cores
+  are spare; on 2 cores the memory chapter's peak-RSS checks failed when its two
+  executions overlapped).
 
 The browser test builds the HTML book from run B's executed notebooks, so the book it
 opens costs a Sphinx build but no third execution of the chapters.
