@@ -137,6 +137,15 @@ def test_no_request_leaves_localhost(pages):
     assert not failures, failures
 
 
+def _plain(text: str) -> str:
+    """Text as compared: whitespace folded, and the curly quotes that Sphinx's
+    smartquotes puts into parsed prose (the verdict box) made straight, as the
+    ledger's pasted text has them."""
+    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    text = text.replace("\u201c", '"').replace("\u201d", '"')
+    return " ".join(text.split())
+
+
 def test_ledger_rows_show_what_their_chapters_show(book_html):
     """Each row's verdict and measured numbers appear on the page its link opens."""
     from bs4 import BeautifulSoup
@@ -149,14 +158,14 @@ def test_ledger_rows_show_what_their_chapters_show(book_html):
     for tr in rows:
         cells = tr.find_all("td")
         verdict = cells[2].get_text(" ", strip=True)
-        measured = " ".join(cells[4].get_text(" ", strip=True).split())
+        measured = _plain(cells[4].get_text(" ", strip=True))
         link = cells[3].find("a", href=True)
         if not (verdict and measured and link):
             problems.append(f"row {cells[0].get_text()}: empty cell or no link")
             continue
         page = (book_html / "chapters" / link["href"].split("#")[0]).resolve()
-        text = " ".join(BeautifulSoup(page.read_text(), "html.parser")
-                        .get_text(" ", strip=True).split())
+        text = _plain(BeautifulSoup(page.read_text(), "html.parser")
+                      .get_text(" ", strip=True))
         for what in (verdict, measured):
             if what not in text:
                 problems.append(f"row {cells[0].get_text()}: {what!r} not on {page.name}")
