@@ -67,15 +67,18 @@ class Verdict:
                 f'{html.escape(self.verdict)}</span>')
 
     def box_markdown(self) -> str:
-        """The verdict box: a MyST admonition, coloured by verdict."""
+        """The verdict box: a MyST admonition, coloured by verdict, whose
+        title is the verdict and the claim; scope and numbers in small type.
+        """
+        word = self.verdict[0].upper() + self.verdict[1:]
         return (
-            f":::{{admonition}} Verdict: {self.verdict}\n"
+            f"::::{{admonition}} {word}: {self.claim}\n"
             f":class: {_BOX_CLASS[self.verdict]}\n"
-            f"**Claim.** {self.claim}\n\n"
-            f"**Proved.** {self.proved} ({{ref}}`how <{self.section}>`)\n\n"
-            f"**Scope.** {self.scope}\n\n"
-            f"**Measured.** {self.measured}\n"
+            f"{self.proved} ({{ref}}`how <{self.section}>`)\n\n"
+            ":::{div} verdict-details\n"
+            f"**Scope.** {self.scope} **Measured.** {self.measured}\n"
             ":::\n"
+            "::::\n"
         )
 
 
