@@ -96,3 +96,49 @@ def test_every_published_claim_has_its_row(chapter_runs):
         f"in the ledger but not published: {sorted(set(rows) - set(published))}; "
         f"or in another chapter: "
         f"{sorted(k for k in published if k in rows and rows[k] != published[k])}")
+
+
+INTRO = ROOT / "chapters" / "intro.md"
+_TALLY = re.compile(
+    r"Of the post's (\d+) claims that the book tests, (\d+) hold, (\d+) hold with a\s+"
+    r"qualification, and (\d+) do not hold")
+_OWN = re.compile(r"The book adds (\d+) claims of its own \((\d+) hold, (\d+) hold "
+                  r"with a qualification(?:, (\d+) do(?:es)? not hold)?\)")
+
+
+def tally(verdicts: list[str]) -> tuple[int, int, int, int]:
+    return (len(verdicts), verdicts.count("holds"),
+            verdicts.count("holds with a qualification"),
+            verdicts.count("does not hold"))
+
+
+@pytest.mark.book
+def test_the_introductions_tally_is_the_chapters_verdicts(chapter_runs):
+    """The counts and the failing claims the introduction names, against this
+    session's published verdicts (run B) and the ledger's two tables."""
+    verdict = {}
+    for chapter in book.chapters(ROOT):
+        for cell in book.code_cells(chapter_runs.second(chapter).notebook):
+            for out in cell.get("outputs", []):
+                name = out.get("metadata", {}).get("scrapbook", {}).get("name", "")
+                if name.endswith(".verdict"):
+                    text = next((v for m, v in out["data"].items()
+                                 if m.endswith("text/plain")), "")
+                    verdict[name.removesuffix(".verdict")] = str(text).strip("'\"")
+    text = LEDGER.read_text()
+    post_part = text[:text.index("(sec-ledger-book)=")]
+    post = [row_source(r)[1] for r in ledger_rows() if r in post_part]
+    own = [row_source(r)[1] for r in ledger_rows() if r not in post_part]
+    intro = INTRO.read_text()
+    stated = _TALLY.search(intro)
+    assert stated, "the introduction's tally sentence is missing"
+    assert tuple(map(int, stated.groups())) == tally([verdict[k] for k in post])
+    stated_own = _OWN.search(intro)
+    assert stated_own, "the introduction's sentence on the book's own claims is missing"
+    counts = tally([verdict[k] for k in own])
+    assert tuple(int(g or 0) for g in stated_own.groups()) == counts
+    named = set(re.findall(r"::([\w-]+)\.badge", intro))
+    failing = {k for k in post if verdict[k] == "does not hold"}
+    assert named == failing, (
+        f"the introduction names {sorted(named)}; the post's claims that do not "
+        f"hold are {sorted(failing)}")
