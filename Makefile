@@ -38,8 +38,17 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# Two pytest sessions: the unit tests and nbval's execution of every chapter (run
+# A), spread over the cores; then the book-level tests, which read run A from
+# $(RUN_A), execute every chapter once more (run B, beside the book build) and
+# open the book built from run A in Chromium. `pytest` alone does all of it in one
+# session, on one core.
+RUN_A := _build/run-a
+
 test: $(STAMP) $(NEEDS_BROWSER)
-	$(BIN)/python -m pytest
+	rm -rf $(RUN_A)
+	ADAMBOOK_RUN_A=$(CURDIR)/$(RUN_A) $(BIN)/python -m pytest -n auto --dist loadfile -m "not book"
+	ADAMBOOK_RUN_A=$(CURDIR)/$(RUN_A) $(BIN)/python -m pytest -m book
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --all -W -n --keep-going

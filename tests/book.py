@@ -438,10 +438,12 @@ OTHER_CODE_PATH = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AV
 
 def execute_all(paths: list[Path], out: Path, *, threads: int, hashseed: str,
                 timeout: int, extra_env: dict[str, str]) -> None:
-    """Execute each notebook in turn, writing ``<k>.ipynb`` and ``<k>.json`` to ``out``.
+    """Execute the notebooks, writing ``<k>.ipynb`` and ``<k>.json`` to ``out``.
 
     ``<k>.json`` holds what :class:`Execution` reports, or ``{"error": ...}`` when the
-    chapter failed. Used by :func:`start_executions`, in a process of its own.
+    chapter failed. Several processes may run this on the same ``out`` (the lanes of
+    :class:`Background`): each takes the next chapter that no other has claimed
+    (``<k>.claim``, created atomically), so every chapter executes exactly once.
     """
     import json
     import traceback
@@ -450,6 +452,10 @@ def execute_all(paths: list[Path], out: Path, *, threads: int, hashseed: str,
 
     out = Path(out)
     for k, path in enumerate(paths):
+        try:
+            os.close(os.open(out / f"{k}.claim", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            continue  # another lane has it
         try:
             ex = execute_chapter(path, threads=threads, hashseed=hashseed,
                                  timeout=timeout, extra_env=extra_env)
@@ -465,13 +471,13 @@ def execute_all(paths: list[Path], out: Path, *, threads: int, hashseed: str,
 
 
 class Background:
-    """Chapters being executed by :func:`execute_all` in another process.
+    """Chapters being executed by :func:`execute_all` in ``lanes`` other processes.
 
-    The book-level tests start run B this way when the session begins, so that it
-    runs beside nbval's run A instead of after it.
+    The book-level tests start run B this way, so that it runs beside the book
+    build and the browser test (and, with several lanes, on several cores).
     """
 
-    def __init__(self, paths, out: Path, **options) -> None:
+    def __init__(self, paths, out: Path, lanes: int = 1, **options) -> None:
         import json
 
         self.paths = [Path(p).resolve() for p in paths]
@@ -479,10 +485,14 @@ class Background:
         self.out.mkdir(parents=True, exist_ok=True)
         spec = json.dumps({"paths": [str(p) for p in self.paths], "out": str(self.out),
                            **options})
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, spec], cwd=Path(__file__).parent,
-            stdout=subprocess.DEVNULL, stderr=(self.out / "stderr.txt").open("w"),
-        )
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, __file__, spec], cwd=Path(__file__).parent,
+                stdout=subprocess.DEVNULL,
+                stderr=(self.out / f"stderr-{lane}.txt").open("w"),
+            )
+            for lane in range(max(1, lanes))
+        ]
 
     def result(self, path: Path, timeout: float) -> Execution:
         """Wait for the chapter at ``path`` and return its execution."""
@@ -494,8 +504,10 @@ class Background:
         report_path = self.out / f"{k}.json"
         deadline = time.monotonic() + timeout
         while not report_path.exists():
-            if self.process.poll() is not None and not report_path.exists():
-                err = (self.out / "stderr.txt").read_text()[-4000:]
+            if (all(p.poll() is not None for p in self.processes)
+                    and not report_path.exists()):
+                err = "".join(f.read_text()[-2000:]
+                              for f in sorted(self.out.glob("stderr-*.txt")))
                 raise RuntimeError(f"the background executions stopped early:\n{err}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{path} not executed within {timeout:.0f} s")
@@ -510,9 +522,10 @@ class Background:
                          seconds=report["seconds"])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 if __name__ == "__main__":  # the process of Background

@@ -15,6 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # torch's thread count in a fresh process with this environment: the count nbval's
 # kernels run the chapters with (read here, before any test can change it).
 DEFAULT_THREADS = torch.get_num_threads()
+# The unit tests themselves run on one thread: their tensors are small, so threads
+# only cost, and under pytest-xdist one process per core already fills the machine.
+# (A chapter's kernel is another process and keeps DEFAULT_THREADS.)
+torch.set_num_threads(1)
 
 DEVICES = [
     "cpu",
@@ -35,7 +39,8 @@ def device(request):
 
 def pytest_configure(config):
     # Keep the outputs of nbval's execution of each chapter (see chapter_runs.py).
-    config.pluginmanager.register(NbvalRecorder(), "adambook-nbval-recorder")
+    config.pluginmanager.register(NbvalRecorder(DEFAULT_THREADS),
+                                  "adambook-nbval-recorder")
 
 
 def _chapter_runs(config) -> ChapterRuns:
@@ -52,14 +57,24 @@ def _chapter_runs(config) -> ChapterRuns:
 def pytest_collection_modifyitems(config, items):
     # Tests marked `book` run last, after nbval has executed every chapter.
     items.sort(key=lambda item: item.get_closest_marker("book") is not None)
-    # With ADAMBOOK_RUN_B_BESIDE=1 their second execution of the chapters starts
-    # now, beside nbval's: faster where cores are spare, but on 2 cores the
-    # memory chapter's peak-RSS checks failed when its two executions overlapped,
-    # so by default run B runs after nbval, one chapter at a time.
-    beside = os.environ.get("ADAMBOOK_RUN_B_BESIDE") == "1"
-    if beside and any(item.get_closest_marker("book") for item in items):
+    if not any(item.get_closest_marker("book") for item in items):
+        return
+    runs = _chapter_runs(config)
+    chapters = book.chapters(ROOT)
+    # A session of book-level tests alone, with run A saved by make test's first
+    # session: run B starts now, one process per core, beside the book build.
+    only_book = all(item.get_closest_marker("book") for item in items)
+    if only_book and all(runs.saved(c.source) for c in chapters):
+        lanes = min(len(os.sched_getaffinity(0)), len(chapters))
         out = Path(tempfile.mkdtemp(prefix="adambook-run-b-"))
-        _chapter_runs(config).start_second(book.chapters(ROOT), out)
+        runs.start_second(chapters, out, lanes=lanes)
+    # With ADAMBOOK_RUN_B_BESIDE=1 run B starts now beside nbval's run A: faster
+    # where cores are spare, but on 2 cores the memory chapter's peak-RSS checks
+    # failed when its two executions overlapped, so by default run B runs after
+    # nbval, one chapter at a time.
+    elif os.environ.get("ADAMBOOK_RUN_B_BESIDE") == "1":
+        out = Path(tempfile.mkdtemp(prefix="adambook-run-b-"))
+        runs.start_second(chapters, out)
 
 
 def pytest_unconfigure(config):
