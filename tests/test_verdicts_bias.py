@@ -17,8 +17,8 @@ import torch
 from adambook import functional as F
 from adambook import moments as M
 from adambook.judges.bias import (judge_bias_correction, judge_ema_bias,
-                                  judge_untuned_warmup, t_bound)
-from adambook.stats import z_bound
+                                  judge_untuned_warmup)
+from adambook.stats import t_bound, z_bound
 from adambook.utils import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]

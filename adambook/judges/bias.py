@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..stats import equivalent, z_bound
+from ..stats import equivalent
 from ..verdicts import Verdict
 
 
@@ -84,18 +84,6 @@ def judge_bias_correction(z_iid, z_drift, z_stationary, step_gap, z, *,
         f"steps, E[v̂_{steps}] = {v_ratio:.2f}·E[g_{steps}²]",
         section="sec-bias-drift",
     )
-
-
-def t_bound(alpha, n_tests, dof):
-    r"""Student-t version of :func:`adambook.stats.z_bound` for a mean over
-    ``dof + 1`` seeds: Cornish–Fisher (Abramowitz & Stegun 26.7.5),
-    :math:`t = z + g_1/\nu + g_2/\nu^2 + g_3/\nu^3`; error below
-    :math:`10^{-3}` for :math:`\nu \ge 15`, :math:`z \le 4.5`."""
-    z, v = z_bound(alpha, n_tests), float(dof)
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    return z + g1 / v + g2 / v**2 + g3 / v**3
 
 
 def judge_untuned_warmup(d, se, t_one, d_lr, se_lr, t_lr, margin, *, lrs,
