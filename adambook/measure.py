@@ -248,7 +248,8 @@ def summarize_peaks(runs: list[dict]) -> dict[str, dict]:
 
 def measurement_noise(summary: dict) -> float:
     """The largest spread of any repeated run, pooled: the noise of the
-    process (where heap and libraries land); its error rate: the chapter."""
+    process (where heap and libraries land). A heuristic, not a standard
+    error; the chapter computes its error rate under two noise models."""
     return max(v["spread"] for v in summary.values() if v["n"] > 1)
 
 
