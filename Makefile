@@ -27,6 +27,11 @@ SEEDS_ARGS ?=
 
 .PHONY: test book lab bench seeds clean
 
+# The chapters (every notebook the table of contents lists is in chapters/).
+CHAPTERS := $(wildcard chapters/*.ipynb)
+# One thread per process: `make book` and `make test` run one process per core.
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -39,18 +44,27 @@ $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 # Two pytest sessions: the unit tests and nbval's execution of every chapter (run
-# A), spread over the cores; then the book-level tests, which read run A from
-# $(RUN_A), execute every chapter once more (run B, beside the book build) and
-# open the book built from run A in Chromium. `pytest` alone does all of it in one
-# session, on one core.
+# A), one process per core, each on one thread; then the book-level tests, which
+# read run A from $(RUN_A), execute every chapter once more (run B, on two threads,
+# beside the book build) and open the book built from run A in Chromium.
+# `pytest` alone does all of it in one session, on one core.
 RUN_A := _build/run-a
 
 test: $(STAMP) $(NEEDS_BROWSER)
 	rm -rf $(RUN_A)
-	ADAMBOOK_RUN_A=$(CURDIR)/$(RUN_A) $(BIN)/python -m pytest -n auto --dist loadfile -m "not book"
-	ADAMBOOK_RUN_A=$(CURDIR)/$(RUN_A) $(BIN)/python -m pytest -m book
+	$(ONE_THREAD) ADAMBOOK_RUN_A=$(CURDIR)/$(RUN_A) $(BIN)/python -m pytest -n auto --dist loadfile -m "not book"
+	$(ONE_THREAD) ADAMBOOK_RUN_A=$(CURDIR)/$(RUN_A) $(BIN)/python -m pytest -m book
+
+# `make book` executes every chapter into an empty jupyter-cache, one process per
+# core (jcache's local-parallel executor, each kernel on one thread), then builds
+# the book from that cache (_config.yml: execute_notebooks: cache), warnings as
+# errors. The cache is emptied first, so every build executes every chapter.
+BOOK_CACHE := _build/.jupyter_cache
 
 book: $(STAMP)
+	rm -rf $(BOOK_CACHE)
+	printf "y\n" | $(BIN)/jcache notebook -p $(BOOK_CACHE) add $(CHAPTERS)
+	$(ONE_THREAD) $(BIN)/jcache project -p $(BOOK_CACHE) execute -e local-parallel -t 180
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
