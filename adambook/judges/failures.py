@@ -39,10 +39,9 @@ def judge_adam_nonconvergence(det, sto, z, *, margin, alpha, steps, n_starts,
     C, delta, eta, n_runs, steps_sto = sto_setup
     return Verdict(
         key="adam-nonconvergence",
-        claim="Adam can fail on a one-dimensional convex problem: with β1 = "
-        "0 and β2 = 1/(1+C²) it settles at the worst point of Reddi et "
-        "al.'s online problem, while AMSGrad, which divides by the running "
-        "maximum of v, finds the optimum.",
+        claim="With β1 = 0 and β2 = 1/(1+C²), Adam settles at the worst "
+        "point of Reddi et al.'s one-dimensional convex problem, while "
+        "AMSGrad finds the optimum.",
         verdict="holds" if det_ok and sto_ok else "does not hold",
         proved="Each −1 step is at least α_t/√2 long and each C step at "
         "most α_t√(1+1/C²), so Adam gains in every period, ends each at "
@@ -64,14 +63,16 @@ def judge_adam_nonconvergence(det, sto, z, *, margin, alpha, steps, n_starts,
 def judge_large_beta2_converges(betas2, Cs, x_end, predicted, tol, decided,
                                 delta, v_end, v_pred, v_rtol, x_warm,
                                 boundary, counter, near_two, *, eta,
-                                periods) -> Verdict:
+                                periods, eps_gap=None) -> Verdict:
     r"""Problem first: each :math:`C` converges above :math:`\beta_2^\star(C)`.
 
     Arrays ``[beta2, C]``: ``x_end`` within ``tol`` of ``predicted`` where
     ``decided``, ``v_end`` within ``v_rtol`` of ``v_pred``, ``x_warm`` 0,
     a decided run with ``delta`` < 0 for every C; ``counter``:
     :math:`\Delta > 0` at :math:`C = 2 + (1-\beta_2)/2`; ``near_two``:
-    :math:`\beta_2^\star \ge` its lower bound.
+    :math:`\beta_2^\star \ge` its lower bound; ``eps_gap``: the smallest
+    :math:`1-\beta_2` down to which the bound proves :math:`\Delta > 0`
+    there with the runs' :math:`\epsilon` (None: not computed).
     """
     off = np.abs(x_end - predicted)
     match = (off <= tol) | ~decided
@@ -83,16 +84,17 @@ def judge_large_beta2_converges(betas2, Cs, x_end, predicted, tol, decided,
           and bool(np.all(drift_bad > 0)) and bool(np.all(bstar >= lower)))
     return Verdict(
         key="large-beta2-converges",
-        claim="Reddi et al. fix β2 first and then choose a problem that "
-        "defeats it. Fix the problem first instead (Zhang et al.), and a "
-        "large enough β2, how large depending on the problem, makes Adam "
-        "converge on it.",
+        claim="With the problem fixed before β2 (Zhang et al.'s order, not "
+        "Reddi et al.'s), a large enough β2 makes Adam converge on it.",
         verdict="holds" if ok else "does not hold",
         proved="With β1 = 0 a period moves x by ηΔ(β2, C), Δ in closed "
         "form; every grid run with time to cross ends where the sign of Δ "
         "puts it, and for each C the runs above β2*(C) < 1 end in the cycle "
         "next to −1. In the other order no β2 < 1 is safe: C = 2 + "
-        "(1−β2)/2 has Δ > 0, and β2*(C) ≥ 1 − "
+        "(1−β2)/2 has Δ > 0 (proved for ε = 0"
+        + (f", and for the ε used down to 1 − β2 = {eps_gap:.0e}"
+           if eps_gap is not None else "")
+        + "; computed at each β2 tried), and β2*(C) ≥ 1 − "
         "(C−2)(C²+2)/(C²−1) → 1 as C → 2.",
         scope=f"Reddi et al.'s deterministic convex problem on [−1, 1], "
         f"β1 = 0, constant η = {eta:g}, each C fixed before β2 is varied: "

@@ -21,8 +21,8 @@ def judge_scale_invariance(worst, tol, scales, scope):
     ok = max(worst.values()) <= tol
     return Verdict(
         "scale-invariance",
-        "Weights that feed a normalization layer are scale-invariant: "
-        "L(cw) = L(w), so ⟨∇L(w), w⟩ = 0 and ∇L(cw) = ∇L(w)/c.",
+        "Weights feeding a normalization layer are scale-invariant: "
+        "⟨∇L(w), w⟩ = 0 and ∇L(cw) = ∇L(w)/c.",
         "holds" if ok else "does not hold",
         "Both identities hold to float64 rounding for each layer at c = "
         + ", ".join(f"{c:g}" for c in scales) + ".", scope,
@@ -42,16 +42,17 @@ def judge_sgd_equilibrium(recursion, rows, z, margin, factor, scope):
                "holds with a qualification" if base else "does not hold")
     return Verdict(
         "sgd-wd-equilibrium",
-        "Without decay SGD only grows a scale-invariant weight's norm; with "
-        "decay it reaches an equilibrium norm with angular update "
-        "√(2ηλ/(1+μ)) per step, in of order 1/(ηλ) steps.", verdict,
+        "With decay, SGD turns a scale-invariant weight by √(2ηλ/(1+μ)) "
+        "per step at an equilibrium norm, reached in ~1/(ηλ) steps.",
+        verdict,
         "The norm recursion holds to rounding; the angular update matches "
         "√(2ηλ/(1+μ)) per layer, with and without momentum"
         + ("; not within the margin: " + ", ".join(off) if off else "")
         + ".", scope,
         f"recursion residual ≤ {recursion:.2f} × rounding bound; "
-        + "; ".join(f"log(meas/pred) {k}: {_pm(*v)}"
-                    for k, v in rows.items()) + f" (z = {z:.2f})",
+        "log(meas/pred): " + "; ".join(f"{k} {_pm(*v)}"
+                                       for k, v in rows.items())
+        + f" (z = {z:.2f})",
         "sec-norm-sgd")
 
 
@@ -64,8 +65,8 @@ def judge_adamw_equal(fits, spread, less, pred, z, margin, scope):
                if less[0] - z * less[1] > 0 else "does not hold")
     return Verdict(
         "adamw-equal-angular-updates",
-        "With AdamW every scale-invariant layer reaches the same angular "
-        "update √(2ηλ(1-β₁)/(1+β₁)), whatever its gradient scale.",
+        "AdamW gives every scale-invariant layer the same angular update "
+        "√(2ηλ(1-β₁)/(1+β₁)).",
         verdict,
         "The layers' equilibrium angular updates are "
         + ("equal within the margin and match the prediction." if equal
@@ -88,9 +89,8 @@ def judge_adam_l2_unequal(spread, fit, z, margin, scope):
                "holds" if fits else "holds with a qualification")
     return Verdict(
         "adam-l2-unequal-angular-updates",
-        "With Adam + L2 the decay passes through the preconditioner, so "
-        "each layer's equilibrium angular update depends on its own "
-        "gradient-to-weight ratio: √(2ηλ_eff(1-β₁)/(1+β₁)).",
+        "Adam + L2 gives each scale-invariant layer its own angular "
+        "update, set by its gradient-to-weight ratio.",
         verdict,
         "The layers' angular updates "
         + ("differ beyond the margin" + (", by the ratio λ_eff predicts."
@@ -115,8 +115,8 @@ def judge_lr_wd_product(adamw, adam_l2, z, margin, scope):
                        for ps in (adamw, adam_l2))
     return Verdict(
         "lr-wd-product",
-        "On scale-invariant weights AdamW's good region of the lr × λ grid "
-        "follows the product lr·λ; Adam + L2's does not.", verdict,
+        "AdamW's good region of the lr × λ grid follows the product lr·λ; "
+        "Adam + L2's does not.", verdict,
         f"Across {len(adamw)} pairs of cells of equal lr·λ, AdamW's test "
         "losses are " + ("equal within the margin" if eq else
                          "shown to differ" if split else
