@@ -60,6 +60,9 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 900}
+#: A phone held upright (an iPhone 12-15 is 390 CSS px wide). Each page is laid out
+#: and photographed at this width too, after the checks at VIEWPORT's.
+NARROW = {"width": 390, "height": 844}
 #: Folders of the HTML build that hold assets, not pages.
 ASSET_DIRS = ("_static", "_sources", "_images", "_downloads")
 #: sphinx-thebe 0.3.1 puts ``const THEBE_JS_URL`` into two scripts of every page, and
@@ -106,6 +109,140 @@ async () => {
 }
 """
 
+# Runs in the page after _INSPECT, once at each width: the page's layout as measured.
+# Widths are CSS px; an element "scrolls sideways" when its scrollWidth exceeds its
+# clientWidth by more than a pixel (rounding), whether it then scrolls or spills out.
+_LAYOUT = r"""
+async () => {
+  // Let a resize reach layout and paint before measuring.
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const vw = document.documentElement.clientWidth;
+  const article = document.querySelector('article.bd-article, main') || document.body;
+  const clip = e => { const s = getComputedStyle(e);
+                      return s.overflowX !== 'visible' || s.display === 'none'; };
+  const wide = e => e.scrollWidth > e.clientWidth + 1;
+  const short = t => (t || '').replace(/\s+/g, ' ').trim().slice(0, 70);
+  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+      [...e.classList].slice(0, 2).map(c => '.' + c).join('');
+  // Where an element sits: "cell 7 input" / "cell 7 output" (cells counted from the
+  // top of the page) or the nearest block, then the heading of its section.
+  const cells = [...document.querySelectorAll('div.cell')];
+  const heading = e => {
+    const sec = e.closest('section');
+    const h = sec && sec.querySelector(':scope > h1, :scope > h2, :scope > h3, :scope > h4');
+    return h ? ` in "${short(h.textContent.replace(/#$/, ''))}"` : '';
+  };
+  const where = e => {
+    const cell = e.closest('div.cell');
+    if (cell) {
+      const part = e.closest('div.cell_output, div.output') ? 'output' : 'input';
+      return `cell ${cells.indexOf(cell) + 1} ${part}` + heading(e);
+    }
+    const inner = e.querySelector && e.querySelector(':scope > table');
+    const block = (inner || e).closest('table, figure, div.math, div.admonition, ' +
+                                       'li, dd, p, h1, h2, h3, h4, h5, h6');
+    return (block ? name(block) : name(e)) + heading(e);
+  };
+  // The longest line of a block's text: in a code block, the one that is too long.
+  const longest = e => (e.innerText || e.textContent || '').split('\n')
+      .reduce((a, b) => (b.length > a.length ? b : a), '');
+  // Only the innermost of nested offenders: the block that actually overflows.
+  const innermost = els => {
+    const set = new Set(els), outer = new Set();
+    for (const e of els)
+      for (let a = e.parentElement; a; a = a.parentElement)
+        if (set.has(a)) outer.add(a);
+    return els.filter(e => !outer.has(e));
+  };
+
+  // Blocks (code, outputs, tables) that scroll sideways or spill out of their box,
+  // folded ones (hide-input, hide-output) included: they are unfolded to measure.
+  const folded = [...article.querySelectorAll('details:not([open])')];
+  folded.forEach(d => { d.open = true; });
+  const blocks = innermost([...article.querySelectorAll(
+      'pre, div.highlight, div.cell_output, div.output, table, ' +
+      '.pst-scrollable-table-container, div.table-wrapper')]
+    .filter(e => !e.closest('div.math') && e.clientWidth > 0 && wide(e)))
+    .map(e => ({where: where(e) +
+                       (folded.some(d => d.contains(e)) ? ' (folded)' : ''),
+                element: name(e), scroll_width: e.scrollWidth,
+                box_width: e.clientWidth,
+                text: short(e.matches('table, .pst-scrollable-table-container')
+                            ? (e.querySelector('tr') || e).innerText : longest(e))}));
+  folded.forEach(d => { d.open = false; });
+
+  // Display equations wider than the box they sit in.
+  const mathItems = c => {
+    try { return MathJax.startup.document.getMathItemsWithin(c); } catch (err) { return []; }
+  };
+  const equations = [...article.querySelectorAll('mjx-container[display="true"]')];
+  const wide_math = equations
+    .filter(c => wide(c) || (c.parentElement && c.parentElement.matches('div.math') &&
+                             wide(c.parentElement)))
+    .map(c => { const items = mathItems(c);
+                const box = c.closest('div.math');
+                return {label: box && box.id ? box.id : where(c),
+                        width: c.scrollWidth, box_width: c.clientWidth,
+                        tex: short(items.length ? items[0].math : c.textContent)}; });
+
+  // Page wider than the viewport: the innermost elements that reach past its right
+  // edge (their box, or text spilling out of it) with no ancestor that clips or
+  // scrolls them: what to fix. One per block, the one reaching furthest.
+  const page_width = document.documentElement.scrollWidth;
+  const overflowing = [];
+  if (page_width > vw) {
+    const reach = e => { const r = e.getBoundingClientRect();
+                         return Math.max(r.right, r.left + (clip(e) ? 0 : e.scrollWidth)); };
+    const past = [...document.body.querySelectorAll('*')].filter(e => {
+      if (e.getClientRects().length === 0 || reach(e) <= vw + 1) return false;
+      for (let a = e.parentElement; a && a !== document.body; a = a.parentElement)
+        if (clip(a)) return false;
+      return getComputedStyle(e).position !== 'fixed';
+    });
+    const byBlock = new Map();
+    for (const e of innermost(past)) {
+      const w = where(e), right = Math.round(reach(e));
+      if (!byBlock.has(w) || byBlock.get(w).right < right)
+        byBlock.set(w, {where: w, element: name(e), right,
+                        text: short(e.innerText || e.textContent)});
+    }
+    overflowing.push(...byBlock.values());
+  }
+
+  // Verdict boxes, with how far down the page each starts.
+  const verdict_boxes = [...article.querySelectorAll(
+      'div.admonition.verdict-holds, div.admonition.verdict-qualified, ' +
+      'div.admonition.verdict-fails')]
+    .map(b => ({verdict: [...b.classList].find(c => c.startsWith('verdict-')),
+                title: short((b.querySelector('.admonition-title') || b).textContent),
+                top: Math.round(b.getBoundingClientRect().top + window.scrollY)}));
+
+  // Figures and the links in the body that refer to them. A link counts when it
+  // points at the figure on this page and sits outside the figure itself and outside
+  // the Summary section (a section whose heading reads "Summary").
+  const inSummary = a => {
+    for (let s = a.closest('section'); s; s = s.parentElement.closest('section')) {
+      const h = s.querySelector(':scope > h1, :scope > h2, :scope > h3, :scope > h4');
+      if (h && /^\s*[\d.]*\s*summary\b/i.test(h.textContent)) return true;
+    }
+    return false;
+  };
+  const here = location.origin + location.pathname;
+  const links = [...article.querySelectorAll('a[href]')]
+    .filter(a => a.href.split('#')[0] === here && a.hash.length > 1);
+  const figures = [...article.querySelectorAll('figure[id], div.figure[id]')]
+    .map(f => { const to = links.filter(a => decodeURIComponent(a.hash.slice(1)) === f.id &&
+                                             !f.contains(a));
+                return {id: f.id,
+                        caption: short((f.querySelector('figcaption, .caption') || f).textContent),
+                        body_refs: to.filter(a => !inSummary(a)).length,
+                        summary_refs: to.filter(inSummary).length}; });
+
+  return {viewport: vw, page_width, overflowing, blocks, wide_math,
+          equations: equations.length, verdict_boxes, figures};
+}
+"""
+
 # Raw TeX that a reader would see if MathJax had not typeset it (outside code).
 RAW_TEX = [
     (re.compile(r"\\[()\[\]]"), r"a \( \) \[ \] delimiter"),
@@ -123,7 +260,7 @@ class PageRecord:
     path: str  # relative to the HTML root
     final_url: str = ""
     redirect_to: str | None = None
-    screenshot: str | None = None
+    screenshots: dict = field(default_factory=dict)  # viewport width -> PNG path
     title: str = ""
     math_nodes: int = 0
     mjx_containers: int = 0
@@ -141,6 +278,14 @@ class PageRecord:
     server_errors: list = field(default_factory=list)
     requests: list = field(default_factory=list)
     external_requests: list = field(default_factory=list)
+    # Layout (see _LAYOUT), measured on the one visit of the page.
+    page_width: dict = field(default_factory=dict)  # viewport width -> scrollWidth
+    overflowing: list = field(default_factory=list)  # at NARROW: past the right edge
+    scrolling_blocks: list = field(default_factory=list)  # at VIEWPORT
+    wide_equations: list = field(default_factory=list)  # at VIEWPORT
+    equations: int = 0  # display equations
+    verdict_boxes: list = field(default_factory=list)
+    figures: list = field(default_factory=list)  # with the links that refer to each
 
 
 def html_pages(html_dir: Path) -> list[str]:
@@ -221,7 +366,10 @@ def find_raw_tex(text: str) -> list[str]:
 def browse_book(html_dir: Path, screenshots: Path, *, timeout_ms: int = 60_000) -> list[PageRecord]:
     """Open every page of ``html_dir`` in Chromium; return one record per page.
 
-    Full-page screenshots go to ``screenshots/<page path>.png``.
+    Each page is loaded once, at VIEWPORT's width: inspected, measured (_LAYOUT) and
+    photographed; then the same page is laid out at NARROW's width (the viewport
+    resized, no reload), measured and photographed again. Full-page screenshots go
+    to ``screenshots/<page path>-<width>.png``.
     """
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
@@ -274,6 +422,8 @@ def browse_book(html_dir: Path, screenshots: Path, *, timeout_ms: int = 60_000) 
 
         for rel in html_pages(html_dir):
             record = PageRecord(path=rel)
+            if page.viewport_size != VIEWPORT:
+                page.set_viewport_size(VIEWPORT)
             current.append(record)
             records.append(record)
             n_server_errors = len(server_errors)
@@ -302,10 +452,24 @@ def browse_book(html_dir: Path, screenshots: Path, *, timeout_ms: int = 60_000) 
                         "mjx_errors", "images", "links", "ids"):
                 setattr(record, key, info[key])
             record.raw_tex = find_raw_tex(info["prose"])
-            shot = screenshots / (rel.removesuffix(".html") + ".png")
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True, timeout=timeout_ms)
-            record.screenshot = str(shot)
+            for viewport in (VIEWPORT, NARROW):
+                width = viewport["width"]
+                if page.viewport_size != viewport:
+                    page.set_viewport_size(viewport)
+                layout = page.evaluate(_LAYOUT)
+                record.page_width[width] = layout["page_width"]
+                if viewport is VIEWPORT:
+                    record.scrolling_blocks = layout["blocks"]
+                    record.wide_equations = layout["wide_math"]
+                    record.equations = layout["equations"]
+                    record.verdict_boxes = layout["verdict_boxes"]
+                    record.figures = layout["figures"]
+                else:
+                    record.overflowing = layout["overflowing"]
+                shot = screenshots / f"{rel.removesuffix('.html')}-{width}.png"
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shot), full_page=True, timeout=timeout_ms)
+                record.screenshots[width] = str(shot)
             page.goto("about:blank")  # let late requests of this page land here
             record.server_errors = server_errors[n_server_errors:]
             record.external_requests = [u for u in record.requests if not _is_local(u)]
