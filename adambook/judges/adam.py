@@ -35,10 +35,10 @@ def judge_momentum_smooths_noise(betas, ratio, se, theory, margin, z, *,
     i = int(np.argmax(b))
     return Verdict(
         key="momentum-smooths-noise",
-        claim="Adam's update uses the moving average m_t, which averages "
+        claim="Adam's update uses the moving average mₜ, which averages "
         "out minibatch noise, so the iterates jitter less.",
         verdict=verdict,
-        proved="The average has (1-β)/(1+β) of the gradient's variance, "
+        proved="The average has (1 − β)/(1 + β) of the gradient's variance, "
         "but its weights sum to one: at equal effective learning rate the "
         "iterates' stationary spread is unchanged to leading order in η "
         "(eq-mom-ratio), for SGD and for Adam.",
@@ -46,7 +46,7 @@ def judge_momentum_smooths_noise(betas, ratio, se, theory, margin, z, *,
         measured=f"spread ratio with/without momentum at β = {b[i]:g}: "
         f"SGD {r[i]:.3f} ± {s[i]:.3f} (theory {p[i]:.3f}), Adam "
         f"{ra[i]:.3f} ± {sa[i]:.3f}; margin ±{margin:g}, z = {z:.2f}; "
-        f"Var(m_T) within {lemma_dev:.2f} SE of eq-ema-var",
+        f"Var(m) at the last step within {lemma_dev:.2f} SE of eq-ema-var",
         section="sec-adam-noise",
     )
 
@@ -72,16 +72,16 @@ def judge_beta1_tradeoff(betas, noise, noise_se, noise_pred, lag, lag_se,
     i = int(np.argmin(np.abs(np.asarray(betas) - 0.9)))
     return Verdict(
         key="beta1-tradeoff",
-        claim="A larger β1 produces more smoothing but slower adaptation "
+        claim="A larger β₁ produces more smoothing but slower adaptation "
         "to changes in the gradient.",
         verdict=verdict,
-        proved="Var(m)/σ² = (1-β1)/(1+β1) falls and the lag after a step "
-        "change of the mean, β1/(1-β1) steps, grows; the two are tied "
-        "exactly by Var(m)/σ² = 1/(1 + 2·lag).",
+        proved="Var(m)/σ² = (1 − β₁)/(1 + β₁) falls and the lag after a "
+        "step change of the mean, β₁/(1 − β₁) steps, grows; the two are "
+        "tied exactly by Var(m)/σ² = 1/(1 + 2·lag).",
         scope=scope,
-        measured=f"at β1 = {betas[i]:g}: Var(m)/σ² = {n[i]:.4f} ± "
+        measured=f"at β₁ = {betas[i]:g}: Var(m)/σ² = {n[i]:.4f} ± "
         f"{ns[i]:.4f} (theory {npr[i]:.4f}), lag {g[i]:.2f} ± {gs[i]:.2f} "
-        f"steps (theory {gp[i]:.2f}); over β1 = {betas[0]:g} … "
+        f"steps (theory {gp[i]:.2f}); over β₁ = {betas[0]:g} … "
         f"{betas[-1]:g} the lag grows from {g[0]:.2f} to {g[-1]:.1f}",
         section="sec-adam-lag",
     )
@@ -111,8 +111,8 @@ def judge_per_coordinate_steps(gap0, rounding0, gap_eps, budget_eps,
         "every coordinate its own step size, small where gradients are "
         "large.",
         verdict=verdict,
-        proved="Multiplying coordinate i's gradients by c_i > 0 changes "
-        "Adam's step only through ε/c_i, so on an axis-aligned quadratic "
+        proved="Multiplying coordinate i's gradients by cᵢ > 0 changes "
+        "Adam's step only through ε/cᵢ, so on an axis-aligned quadratic "
         "Adam's path does not depend on κ. The qualification: the "
         "invariance is to per-coordinate scaling only; rotate the same "
         "quadratic and κ is back.",

@@ -64,7 +64,7 @@ def judge_adam_faster(speed, width, *, z, margins, problems) -> Verdict:
         f"range on {n_wide}; margins of one grid step, z = {z:.2f}.",
         scope="Fixed budgets, losses started from random points: "
         + "; ".join(f"{p}, {d}" for p, d in problems.items()) + ".",
-        measured="mean log speed-up ln(τ_SGD/τ_Adam) and extra width of "
+        measured="mean log speed-up ln(τ(SGD)/τ(Adam)) and extra width of "
         "the working lr range: " + rows,
         section="sec-adam-vs-sgd-results",
     )

@@ -34,18 +34,18 @@ def judge_ema_bias(z_fit, z_nofactor, z, *, m1_ratio, m1_se, beta1,
     return Verdict(
         key="ema-bias",
         claim="Started at zero, the moving averages are biased toward zero: "
-        "E[m_t] = (1-β1^t)μ, and likewise E[v_t] = (1-β2^t)E[g²].",
+        "E[mₜ] = (1 − β₁ᵗ)μ, and likewise E[vₜ] = (1 − β₂ᵗ)E[g²].",
         verdict="holds" if worst <= z and power else "does not hold",
         proved="For gradients of constant mean μ and second moment E[g²], "
-        "E[m_t] = (1-β1^t)μ and E[v_t] = (1-β2^t)E[g²] exactly; for "
+        "E[mₜ] = (1 − β₁ᵗ)μ and E[vₜ] = (1 − β₂ᵗ)E[g²] exactly; for "
         "independent gradients of variance σ², "
-        "Var(m_t) = σ²(1-β1)/(1+β1)(1-β1^{2t}).",
+        "Var(mₜ) = σ²(1 − β₁)(1 − β₁²ᵗ)/(1 + β₁).",
         scope=f"Monte Carlo of {n_streams} independent Gaussian gradient "
-        f"streams at every step t = 1..{steps}, for (β1, β2) = "
+        f"streams at every step t = 1..{steps}, for (β₁, β₂) = "
         f"{_pairs(pairs)}; float64.",
         measured=f"largest |z| {worst:.2f} over {z_fit.size} tests "
-        f"(bound {z:.2f}); E[m_1]/μ = {m1_ratio:.3f} ± {m1_se:.3f} "
-        f"at β1 = {beta1}",
+        f"(bound {z:.2f}); E[m₁]/μ = {m1_ratio:.3f} ± {m1_se:.3f} "
+        f"at β₁ = {beta1}",
         section="sec-bias-monte-carlo",
     )
 
@@ -66,22 +66,22 @@ def judge_bias_correction(z_iid, z_drift, z_stationary, step_gap, z, *,
     ok = worst_iid <= z and worst_drift <= z and step_gap <= 1
     return Verdict(
         key="bias-correction",
-        claim="Dividing m_t by 1-β1^t and v_t by 1-β2^t removes the bias "
+        claim="Dividing mₜ by 1 − β₁ᵗ and vₜ by 1 − β₂ᵗ removes the bias "
         "of the zero start.",
         verdict="holds" if ok else "does not hold",
-        proved="For a stationary stream, E[m̂_t] = μ and E[v̂_t] = E[g²] "
-        "at every t, and adambook's step is m̂_t/(√v̂_t + ε) to "
+        proved="For a stationary stream, E[m̂ₜ] = μ and E[v̂ₜ] = E[g²] "
+        "at every t, and adambook's step is m̂ₜ/(√v̂ₜ + ε) to "
         "rounding. When the gradient distribution drifts (the post assumes it "
-        "does not), a residual ζ_t/(1-β^t) remains (Kingma & Ba): the lag "
+        "does not), a residual ζₜ/(1 − βᵗ) remains (Kingma & Ba): the lag "
         "of a moving average, which the correction does not claim to remove.",
         scope=f"Monte Carlo of {n_streams} independent Gaussian gradient "
-        f"streams at every step t = 1..{steps}: stationary for (β1, β2) = "
+        f"streams at every step t = 1..{steps}: stationary for (β₁, β₂) = "
         f"{_pairs(pairs)}, and drifting (scale halving every {half_life} "
         f"steps) at {_pairs([drift_pair])}; float64.",
         measured=f"largest |z| {worst_iid:.2f} (i.i.d.), {worst_drift:.2f} "
-        f"(drift, against ζ_t) over {n_tests} tests (bound {z:.2f}); the "
+        f"(drift, against ζₜ) over {n_tests} tests (bound {z:.2f}); the "
         f"drift rejects the stationary targets at {rejected} of {steps} "
-        f"steps, E[v̂_{steps}] = {v_ratio:.2f}·E[g_{steps}²]",
+        f"steps; at step {steps}, E[v̂] = {v_ratio:.2f}·E[g²]",
         section="sec-bias-drift",
     )
 
@@ -104,7 +104,7 @@ def judge_untuned_warmup(d, se, t_one, d_lr, se_lr, t_lr, margin, *, lrs,
                "holds with a qualification" if differ else "holds")
     return Verdict(
         key="untuned-warmup",
-        claim="An untuned linear warmup over 2/(1-β2) steps trains as well "
+        claim="An untuned linear warmup over 2/(1 − β₂) steps trains as well "
         "as RAdam's rectification (Ma & Yarats 2021).",
         verdict=verdict,
         proved=f"Averaged over the learning rates, the test losses of the "
@@ -113,8 +113,8 @@ def judge_untuned_warmup(d, se, t_one, d_lr, se_lr, t_lr, margin, *, lrs,
            ", and no single learning rate shows a difference."),
         scope=f"Non-convex: 2-layer tanh networks fit to a teacher, fixed "
         f"budget of {steps} minibatch steps, η = {lrs[0]:.0e}..{lrs[-1]:.0e}"
-        f", β2 = {beta2}, {n_seeds} paired seeds; float32.",
-        measured=f"mean ln(L_warmup/L_RAdam) = {d:+.3f} ± {se:.3f} (bound "
+        f", β₂ = {beta2}, {n_seeds} paired seeds; float32.",
+        measured=f"mean ln(L(warmup)/L(RAdam)) = {d:+.3f} ± {se:.3f} (bound "
         f"{t_one:.2f}, margin ln {margin} = {math.log(margin):.3f}); per "
         "η: " + ", ".join(f"{x:+.2f} ± {s:.2f}"
                           for x, s in zip(d_lr, se_lr)),

@@ -75,7 +75,7 @@ def judge_nonuniform_effective_decay(const_min, formula_ok, conv_end,
         "step.",
         verdict,
         "Per unit learning rate Adam + L2 decays coordinate i at "
-        "λ/(√v̂_i+ε). While the learning rate is constant the "
+        "λ/(√v̂ᵢ + ε). While the learning rate is constant the "
         "large-scale coordinate is decayed less at every step, in both forms. "
         "Run to convergence, torch's form keeps it so, but in the post's form "
         "v̂ averages the data gradient alone, which at ridge is −λθ*, "

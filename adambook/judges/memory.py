@@ -38,7 +38,7 @@ def judge_memory_3x(counts, step, in_backward, scope: str) -> Verdict:
         "and torch.optim. The qualification: a training step also holds the "
         f"gradients, so its memory is {train['sgd']}, {train['sgd_momentum']}"
         f" and {train['adam']} parameter sizes; Adam needs "
-        f"{train['adam'] / train['sgd']}x plain SGD and "
+        f"{train['adam'] / train['sgd']}× plain SGD and "
         f"{train['adam'] / train['sgd_momentum']} of SGD with momentum, "
         "before activations. "
         "Updating each tensor in the backward pass, which frees its gradient "

@@ -66,7 +66,7 @@ def judge_adamw_equal(fits, spread, less, pred, z, margin, scope):
     return Verdict(
         "adamw-equal-angular-updates",
         "AdamW gives every scale-invariant layer the same angular update "
-        "√(2ηλ(1-β₁)/(1+β₁)).",
+        "√(2ηλ(1 − β₁)/(1 + β₁)).",
         verdict,
         "The layers' equilibrium angular updates are "
         + ("equal within the margin and match the prediction." if equal
@@ -93,8 +93,8 @@ def judge_adam_l2_unequal(spread, fit, z, margin, scope):
         "update, set by its gradient-to-weight ratio.",
         verdict,
         "The layers' angular updates "
-        + ("differ beyond the margin" + (", by the ratio λ_eff predicts."
-                                         if fits else ".")
+        + ("differ beyond the margin"
+           + (", by the ratio the effective λ predicts." if fits else ".")
            if unequal else "do not differ beyond the margin."), scope,
         f"log(layer 1/layer 2) {_pm(*spread)}; minus predicted "
         f"{_pm(*fit)} (z = {z:.2f}, margin {margin:.3f})",

@@ -46,16 +46,16 @@ def judge_sgd_noise(*, z, n_tests, batch_sizes, mean_z, var_z, slope,
         verdict="does not hold" if not core else
         "holds with a qualification" if qualified else "holds",
         proved="A minibatch of b of N examples drawn without replacement "
-        "gives an unbiased gradient whose variance is σ²(N-b)/((N-1)b): the "
-        "post's 1/b where b ≪ N (a slope equivalent to -1), zero for the "
-        "full batch; per-example gradients have heavier tails than a "
+        "gives an unbiased gradient whose variance is σ²(N − b)/((N − 1)b): "
+        "the post's 1/b where b ≪ N (a slope equivalent to −1), zero for "
+        "the full batch; per-example gradients have heavier tails than a "
         "Gaussian. SGD with a constant learning rate η then jitters around "
-        "the least-squares minimiser with E‖θ-θ*‖² given exactly by a "
-        "linear recursion, ≈ (η/2)·(N-b)/((N-1)b)·tr(H⁻¹Σ*) for "
+        "the least-squares minimiser with E‖θ − θ*‖² given exactly by a "
+        "linear recursion, ≈ (η/2)·(N − b)/((N − 1)b)·tr(H⁻¹Σ*) for "
         "small η.",
         scope=scope,
         measured=f"log-log slope {slope[0]:.4f} ± {slope_se[0]:.4f}, for "
-        f"b ≪ N {post_slope[0]:.4f} ± {post_se[0]:.4f} (the post's -1, "
+        f"b ≪ N {post_slope[0]:.4f} ± {post_se[0]:.4f} (the post's −1, "
         f"margin ±{margin:g}); excess kurtosis {np.max(kurtosis):.1f}, ≥ "
         f"{np.min(kurtosis_z):.0f} SEs above 0; largest |z| {worst:.2f} "
         f"(bound {z:.2f}, {n_tests} tests)",
@@ -86,10 +86,10 @@ def judge_sgd_one_lr(*, stiff_below, stiff_above, closed_form_gap, rounding,
         "an ill-conditioned loss.",
         verdict="does not hold" if not core else
         "holds with a qualification" if helps else "holds",
-        proved="Gradient descent on a quadratic is stable iff η < 2/L_max, "
+        proved="Gradient descent on a quadratic is stable iff η < 2/Lₘₐₓ, "
         f"to the last digit we can resolve ({eps_min:.0e} either side), and "
         "even at the best single rate it needs "
-        "⌈ln(1/tol)/ln((κ+1)/(κ-1))⌉ ≈ (κ/2)ln(1/tol) steps: "
+        "⌈ln(1/tol)/ln((κ + 1)/(κ − 1))⌉ ≈ (κ/2)ln(1/tol) steps: "
         "proportional to κ. The qualification: one learning rate plus tuned "
         "heavy-ball momentum needs only about √κ·ln(1/tol)/2 steps, so it "
         "is plain SGD, not one learning rate as such, that pays the full "
