@@ -145,7 +145,11 @@ class ChapterRuns:
             self._background = book.Background(
                 [c.source for c in chapters], out, lanes=lanes,
                 threads=self.threads_b, hashseed=self.hashseed_b,
-                timeout=self.timeout, extra_env=book.OTHER_CODE_PATH,
+                timeout=self.timeout,
+                # Lanes of two-thread kernels may outnumber the cores: idle
+                # OpenMP threads then sleep instead of spinning (scheduling
+                # only; the arithmetic is the same).
+                extra_env={**book.OTHER_CODE_PATH, "OMP_WAIT_POLICY": "PASSIVE"},
             )
 
     def stop(self) -> None:

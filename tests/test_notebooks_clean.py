@@ -35,3 +35,19 @@ def test_imports_adambook_and_asserts(nb):
 def test_listed_in_toc(nb):
     toc = (ROOT / "_toc.yml").read_text()
     assert f"chapters/{nb.stem}" in toc
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_lines_fit_79_characters(nb):
+    """A 79-character line fits the book's code blocks at 1280 px (see
+    _static/adambook.css); a longer one scrolls sideways."""
+    cells = json.loads(nb.read_text())["cells"]
+    long = [(i, line) for i, c in enumerate(cells) if c["cell_type"] == "code"
+            for line in "".join(c["source"]).splitlines() if len(line) > 79]
+    assert not long, f"cells with lines over 79 characters: {long}"
+
+
+def test_package_lines_fit_79_characters():
+    long = [f"{p.relative_to(ROOT)}:{k}" for p in sorted((ROOT / "adambook").rglob("*.py"))
+            for k, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 79]
+    assert not long, f"adambook lines over 79 characters: {long}"
