@@ -494,6 +494,16 @@ class Background:
             for lane in range(max(1, lanes))
         ]
 
+    @classmethod
+    def attach(cls, paths, out: Path) -> "Background":
+        """The executions another process started in ``out`` (``make test``
+        starts run B before its first pytest session; see chapter_runs.py)."""
+        self = cls.__new__(cls)
+        self.paths = [Path(p).resolve() for p in paths]
+        self.out = Path(out)
+        self.processes = []
+        return self
+
     def result(self, path: Path, timeout: float) -> Execution:
         """Wait for the chapter at ``path`` and return its execution."""
         import json
@@ -504,7 +514,7 @@ class Background:
         report_path = self.out / f"{k}.json"
         deadline = time.monotonic() + timeout
         while not report_path.exists():
-            if (all(p.poll() is not None for p in self.processes)
+            if (self.processes and all(p.poll() is not None for p in self.processes)
                     and not report_path.exists()):
                 err = "".join(f.read_text()[-2000:]
                               for f in sorted(self.out.glob("stderr-*.txt")))

@@ -112,7 +112,7 @@ def test_lr_wd_product_judge_separates_decided_from_undecided():
 
 def test_grid_second_run_and_decay_through_preconditioner():
     # Fewer seeds, so a laxer ALPHA; the chapter's grid and steps.
-    small = dict(CONFIRM_SEEDS=(12, 12), ALPHA=0.05)
+    small = dict(SMALL, CONFIRM_SEEDS=(12, 12), ALPHA=0.05)
     s = _run("diffs2 = ", **small)
     assert s["v6"].verdict == "holds with a qualification"
 
