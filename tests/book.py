@@ -470,6 +470,15 @@ def execute_all(paths: list[Path], out: Path, *, threads: int, hashseed: str,
         tmp.rename(out / f"{k}.json")  # appears whole, after its notebook
 
 
+def _alive(pid_file: Path) -> bool:
+    """Whether the process whose pid ``pid_file`` holds is still running."""
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 class Background:
     """Chapters being executed by :func:`execute_all` in ``lanes`` other processes.
 
@@ -481,7 +490,7 @@ class Background:
         import json
 
         self.paths = [Path(p).resolve() for p in paths]
-        self.out = Path(out)
+        self.out = Path(out).resolve()  # the lanes run in another folder
         self.out.mkdir(parents=True, exist_ok=True)
         spec = json.dumps({"paths": [str(p) for p in self.paths], "out": str(self.out),
                            **options})
@@ -500,7 +509,7 @@ class Background:
         starts run B before its first pytest session; see chapter_runs.py)."""
         self = cls.__new__(cls)
         self.paths = [Path(p).resolve() for p in paths]
-        self.out = Path(out)
+        self.out = Path(out).resolve()
         self.processes = []
         return self
 
@@ -514,8 +523,11 @@ class Background:
         report_path = self.out / f"{k}.json"
         deadline = time.monotonic() + timeout
         while not report_path.exists():
-            if (self.processes and all(p.poll() is not None for p in self.processes)
-                    and not report_path.exists()):
+            if self.processes:
+                stopped = all(p.poll() is not None for p in self.processes)
+            else:  # attached: the runner that owns the lanes left its pid
+                stopped = not _alive(self.out / "runner.pid")
+            if stopped and not report_path.exists():
                 err = "".join(f.read_text()[-2000:]
                               for f in sorted(self.out.glob("stderr-*.txt")))
                 raise RuntimeError(f"the background executions stopped early:\n{err}")

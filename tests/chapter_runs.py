@@ -245,6 +245,7 @@ def main(out: str) -> None:
                        torch.get_num_threads(), timeout=600)
     lanes = max(1, min(len(os.sched_getaffinity(0)), len(chapters)))
     runs.start_second(chapters, Path(out), lanes=lanes)
+    (Path(out) / "runner.pid").write_text(str(os.getpid()))
     signal.signal(signal.SIGTERM, lambda *_: (runs.stop(), sys.exit(143)))
     while any(p.poll() is None for p in runs._background.processes):
         time.sleep(0.5)
