@@ -49,21 +49,16 @@ $(CHROMIUM):
 
 # Two pytest sessions: the unit tests and nbval's execution of every chapter (run
 # A), one process per core, each on one thread; then the book-level tests, which
-# read run A from $(RUN_A), compare it with run B and open the book built from run
-# A in Chromium. Run B (every chapter once more, two threads, another hash seed
-# and CPU code path) starts before the first session, at low priority, in one
-# process per core writing to $(RUN_B): it takes the cores the sessions leave
-# idle. `pytest` alone does all of it in one session, on one core.
+# read run A from $(RUN_A), execute every chapter once more (run B: two threads,
+# another hash seed and CPU code path, one process per core, beside the book
+# build and the browser) and open the book built from run A in Chromium.
+# `pytest` alone does all of it in one session, on one core.
 RUN_A := _build/run-a
-RUN_B := _build/run-b
-RUNS  := ADAMBOOK_RUN_A=$(CURDIR)/$(RUN_A) ADAMBOOK_RUN_B=$(CURDIR)/$(RUN_B)
 
 test: $(STAMP) $(NEEDS_BROWSER)
-	rm -rf $(RUN_A) $(RUN_B) && mkdir -p $(RUN_B)
-	$(ONE_THREAD) nice -n 15 $(BIN)/python tests/chapter_runs.py $(RUN_B) & b=$$!; \
-	trap 'kill $$b 2>/dev/null' EXIT; \
-	$(ONE_THREAD) $(RUNS) $(BIN)/python -m pytest -n auto --dist loadfile -m "not book" \
-	&& $(ONE_THREAD) $(RUNS) $(BIN)/python -m pytest -m book
+	rm -rf $(RUN_A)
+	$(ONE_THREAD) ADAMBOOK_RUN_A=$(CURDIR)/$(RUN_A) $(BIN)/python -m pytest -n auto --dist loadfile -m "not book"
+	$(ONE_THREAD) ADAMBOOK_RUN_A=$(CURDIR)/$(RUN_A) $(BIN)/python -m pytest -m book
 
 # `make book` executes every chapter into an empty jupyter-cache, one process per
 # core (jcache's local-parallel executor, each kernel on one thread), then builds

@@ -470,15 +470,6 @@ def execute_all(paths: list[Path], out: Path, *, threads: int, hashseed: str,
         tmp.rename(out / f"{k}.json")  # appears whole, after its notebook
 
 
-def _alive(pid_file: Path) -> bool:
-    """Whether the process whose pid ``pid_file`` holds is still running."""
-    try:
-        os.kill(int(pid_file.read_text()), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 class Background:
     """Chapters being executed by :func:`execute_all` in ``lanes`` other processes.
 
@@ -503,16 +494,6 @@ class Background:
             for lane in range(max(1, lanes))
         ]
 
-    @classmethod
-    def attach(cls, paths, out: Path) -> "Background":
-        """The executions another process started in ``out`` (``make test``
-        starts run B before its first pytest session; see chapter_runs.py)."""
-        self = cls.__new__(cls)
-        self.paths = [Path(p).resolve() for p in paths]
-        self.out = Path(out).resolve()
-        self.processes = []
-        return self
-
     def result(self, path: Path, timeout: float) -> Execution:
         """Wait for the chapter at ``path`` and return its execution."""
         import json
@@ -523,10 +504,7 @@ class Background:
         report_path = self.out / f"{k}.json"
         deadline = time.monotonic() + timeout
         while not report_path.exists():
-            if self.processes:
-                stopped = all(p.poll() is not None for p in self.processes)
-            else:  # attached: the runner that owns the lanes left its pid
-                stopped = not _alive(self.out / "runner.pid")
+            stopped = all(p.poll() is not None for p in self.processes)
             if stopped and not report_path.exists():
                 err = "".join(f.read_text()[-2000:]
                               for f in sorted(self.out.glob("stderr-*.txt")))

@@ -37,8 +37,6 @@ import book
 
 #: Where ``make test``'s first session leaves run A for its second (see above).
 RUN_A_DIR = os.environ.get("ADAMBOOK_RUN_A")
-#: Where ``make test`` has run B executed, from before its first session.
-RUN_B_DIR = os.environ.get("ADAMBOOK_RUN_B")
 
 #: What run A's kernel reports as its language (the build picks the lexer from it).
 _LANGUAGE_INFO = {"name": "python", "pygments_lexer": "ipython3",
@@ -154,12 +152,6 @@ class ChapterRuns:
                 extra_env={**book.OTHER_CODE_PATH, "OMP_WAIT_POLICY": "PASSIVE"},
             )
 
-    def attach_second(self, chapters) -> None:
-        """Take run B from ``$ADAMBOOK_RUN_B``, where ``make test`` runs it."""
-        if self._background is None:
-            self._background = book.Background.attach(
-                [c.source for c in chapters], Path(RUN_B_DIR))
-
     def stop(self) -> None:
         if self._background is not None:
             self._background.stop()
@@ -226,30 +218,3 @@ class ChapterRuns:
     @staticmethod
     def cells(execution: book.Execution) -> list:
         return [(c, c.outputs) for c in book.code_cells(execution.notebook)]
-
-
-def main(out: str) -> None:
-    """Run B of every chapter into ``out``, one lane per core, started by
-    ``make test`` before its first pytest session (at low priority, so that it
-    takes the cores that session leaves idle). The settings are those
-    :class:`ChapterRuns` gives run B in this environment; a SIGTERM stops the
-    lanes."""
-    import signal
-    import time
-
-    root = Path(__file__).resolve().parents[1]
-    chapters = book.chapters(root)
-    import torch
-
-    runs = ChapterRuns(NbvalRecorder(torch.get_num_threads()),
-                       torch.get_num_threads(), timeout=600)
-    lanes = max(1, min(len(os.sched_getaffinity(0)), len(chapters)))
-    runs.start_second(chapters, Path(out), lanes=lanes)
-    (Path(out) / "runner.pid").write_text(str(os.getpid()))
-    signal.signal(signal.SIGTERM, lambda *_: (runs.stop(), sys.exit(143)))
-    while any(p.poll() is None for p in runs._background.processes):
-        time.sleep(0.5)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])

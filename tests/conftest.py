@@ -65,11 +65,7 @@ def pytest_collection_modifyitems(config, items):
     # A session of book-level tests alone, with run A saved by make test's first
     # session: run B starts now, one process per core, beside the book build.
     only_book = all(item.get_closest_marker("book") for item in items)
-    from chapter_runs import RUN_B_DIR
-
-    if RUN_B_DIR:  # make test has run B executed already (see chapter_runs.py)
-        runs.attach_second(chapters)
-    elif only_book and all(runs.saved(c.source) for c in chapters):
+    if only_book and all(runs.saved(c.source) for c in chapters):
         lanes = max(1, min(len(os.sched_getaffinity(0)), len(chapters)))
         out = Path(tempfile.mkdtemp(prefix="adambook-run-b-"))
         runs.start_second(chapters, out, lanes=lanes)
