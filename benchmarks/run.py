@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         res["chapters"] = bench_chapters(chapter_repeats)
         print("whole book from scratch:", flush=True)
         res["build"] = bench_build(build_repeats)
-    if args.only == "ci" or (args.only is None and args.ci):
+    if args.only == "ci" or args.ci:
         print(".ci/run from a fresh clone:", flush=True)
         res["ci"] = bench_ci()
     if args.only in (None, "steps"):

@@ -483,16 +483,20 @@ class Background:
         self.paths = [Path(p).resolve() for p in paths]
         self.out = Path(out).resolve()  # the lanes run in another folder
         self.out.mkdir(parents=True, exist_ok=True)
-        spec = json.dumps({"paths": [str(p) for p in self.paths], "out": str(self.out),
-                           **options})
-        self.processes = [
-            subprocess.Popen(
-                [sys.executable, __file__, spec], cwd=Path(__file__).parent,
-                stdout=subprocess.DEVNULL,
-                stderr=(self.out / f"stderr-{lane}.txt").open("w"),
-            )
-            for lane in range(max(1, lanes))
-        ]
+        self.spec = json.dumps({"paths": [str(p) for p in self.paths],
+                                "out": str(self.out), **options})
+        self.processes = []
+        for _ in range(max(1, lanes)):
+            self.add_lane()
+
+    def add_lane(self) -> None:
+        """One more process taking the chapters no lane has claimed yet."""
+        lane = len(self.processes)
+        self.processes.append(subprocess.Popen(
+            [sys.executable, __file__, self.spec], cwd=Path(__file__).parent,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.out / f"stderr-{lane}.txt").open("w"),
+        ))
 
     def result(self, path: Path, timeout: float) -> Execution:
         """Wait for the chapter at ``path`` and return its execution."""
