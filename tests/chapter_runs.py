@@ -17,8 +17,9 @@ Two executions of every chapter are compared by ``test_reproducible.py``:
   count for torch/MKL/OpenBLAS, a different ``PYTHONHASHSEED`` and another CPU code
   path (``book.OTHER_CODE_PATH``). In a session that only checks the book (run A
   read from ``$ADAMBOOK_RUN_A``) it starts in the background as soon as the tests
-  are collected, in one process per core, beside the book build and the browser
-  test. In a single session that also runs nbval it runs after nbval, one
+  are collected, in one process per core but one, beside the book build and the
+  browser test, which take the remaining core; when the browser is done, run B
+  takes that core too. In a single session that also runs nbval it runs after nbval, one
   chapter at a time (``ADAMBOOK_RUN_B_BESIDE=1`` starts it beside nbval instead;
   on 2 cores the memory chapter's peak-RSS checks once failed that way).
 """
@@ -131,14 +132,7 @@ class ChapterRuns:
     def __init__(self, recorder: NbvalRecorder, default_threads: int, timeout: int) -> None:
         self.recorder = recorder
         self.default_threads = default_threads  # run A's: torch's default here
-        # Another thread count where it is cheap: run A on several threads
-        # (pytest alone), or cores to spare for two-thread kernels. On 2 cores
-        # under make test (run A on one thread, one process per core), run B's
-        # two-thread kernels beside the book build ran up to 2.7x slower
-        # (OpenMP threads waiting on each other), so run B differs there in
-        # the hash seed and the CPU code path only.
-        cores = len(os.sched_getaffinity(0))
-        self.threads_b = 1 if default_threads > 1 or cores < 4 else 2
+        self.threads_b = 1 if default_threads > 1 else 2
         self.hashseed_a = os.environ.get("PYTHONHASHSEED", "")
         self.hashseed_b = _other_hashseed(self.hashseed_a)
         self.timeout = timeout
@@ -158,6 +152,12 @@ class ChapterRuns:
                 # only; the arithmetic is the same).
                 extra_env={**book.OTHER_CODE_PATH, "OMP_WAIT_POLICY": "PASSIVE"},
             )
+
+    def widen(self) -> None:
+        """Give run B one more lane (the browser test calls this when it is
+        done with its core)."""
+        if self._background is not None:
+            self._background.add_lane()
 
     def stop(self) -> None:
         if self._background is not None:

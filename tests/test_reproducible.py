@@ -1,17 +1,16 @@
-"""Executing a chapter twice prints the same results, whatever the run.
+"""Executing a chapter twice prints the same results, whatever the thread count.
 
-Run A is nbval's execution of the chapter; run B is one more execution with
-another PYTHONHASHSEED, torch's and MKL's kernels held to AVX2 (another CPU code
-path, as on another vendor's processor) and, where it is cheap, another thread
-count (torch, MKL and OpenBLAS: 1 where run A had more; 2 where run A had one and
-the machine has 4 cores or more), so that a printed digit that depends on how a
-reduction is split or vectorised, or on the iteration order of a set of strings,
-shows up as a difference. See chapter_runs.py for how the runs are made,
-book.printed_results for what is compared (every printed text, glued value and
-displayed table) and book.compare_text for how: the words must be equal and each
-number must agree to one unit in its last printed digit, the most that rounding
-differences far below the printed precision can change it. Figures are drawings
-of values and are not compared byte for byte."""
+Run A is nbval's execution in this session, with torch's default thread count here;
+run B is one more execution with another thread count (torch, MKL and OpenBLAS: 1
+where the default is more, else 2) and another PYTHONHASHSEED, so that a printed digit
+that depends on how a reduction is split over threads, or on the iteration order of a
+set of strings, shows up as a difference. See chapter_runs.py for how the runs are
+made, book.printed_results for what is compared (every printed text, glued value
+and displayed table) and book.compare_text for how: the words must be equal and
+each number must agree to one unit in its last printed digit, the most that
+rounding differences far below the printed precision can change it. Figures are
+drawings of values and are not compared byte for byte.
+"""
 
 from pathlib import Path
 
@@ -29,18 +28,11 @@ pytestmark = pytest.mark.book
 def test_printed_results_do_not_depend_on_the_run_or_thread_count(chapter, chapter_runs):
     a = chapter_runs.reference(chapter)
     b = chapter_runs.second(chapter)
-    # The runs really differ in what they are meant to differ in: the hash
-    # seed and the CPU code path always, the thread count where it is cheap
-    # (see chapter_runs.ChapterRuns.threads_b).
+    # The runs really differ in what they are meant to differ in.
+    assert a.threads != b.threads, (
+        f"both runs used {a.threads} torch threads; does the chapter set its own?"
+    )
     assert a.hashseed != b.hashseed
-    if a.threads == b.threads == chapter_runs.threads_b:
-        print(f"both runs used {a.threads} torch thread(s): run B differs in "
-              "the hash seed and the CPU code path only")
-    else:
-        assert a.threads != b.threads, (
-            f"run A used {a.threads} and run B {b.threads} torch threads, "
-            f"where run B was asked for {chapter_runs.threads_b}; does the "
-            "chapter set its own?")
     results_a, ignored = book.printed_results(a.cells)
     results_b, _ = book.printed_results(chapter_runs.cells(b))
     assert results_a, "the chapter shows nothing to compare"
