@@ -17,9 +17,8 @@ Two executions of every chapter are compared by ``test_reproducible.py``:
   count for torch/MKL/OpenBLAS, a different ``PYTHONHASHSEED`` and another CPU code
   path (``book.OTHER_CODE_PATH``). In a session that only checks the book (run A
   read from ``$ADAMBOOK_RUN_A``) it starts in the background as soon as the tests
-  are collected, in one process per core but one, beside the book build and the
-  browser test, which take the remaining core; when the browser is done, run B
-  takes that core too. In a single session that also runs nbval it runs after nbval, one
+  are collected, in one process per core, beside the book build and the browser
+  test. In a single session that also runs nbval it runs after nbval, one
   chapter at a time (``ADAMBOOK_RUN_B_BESIDE=1`` starts it beside nbval instead;
   on 2 cores the memory chapter's peak-RSS checks once failed that way).
 """
@@ -152,12 +151,6 @@ class ChapterRuns:
                 # only; the arithmetic is the same).
                 extra_env={**book.OTHER_CODE_PATH, "OMP_WAIT_POLICY": "PASSIVE"},
             )
-
-    def widen(self) -> None:
-        """Give run B one more lane (the browser test calls this when it is
-        done with its core)."""
-        if self._background is not None:
-            self._background.add_lane()
 
     def stop(self) -> None:
         if self._background is not None:

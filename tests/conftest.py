@@ -66,10 +66,9 @@ def pytest_collection_modifyitems(config, items):
     # session: run B starts now, one process per core, beside the book build.
     only_book = all(item.get_closest_marker("book") for item in items)
     if only_book and all(runs.saved(c.source) for c in chapters):
-        # One core for the book build and the browser test (a serial chain
-        # that becomes the session's longest path if it must share its core),
-        # the others for run B; the browser test adds a lane when it is done.
-        lanes = max(1, min(len(os.sched_getaffinity(0)) - 1, len(chapters)))
+        # One lane per core (measured on 2 cores: one lane plus a second after
+        # the browser test, or one-thread kernels, were no faster).
+        lanes = max(1, min(len(os.sched_getaffinity(0)), len(chapters)))
         out = Path(tempfile.mkdtemp(prefix="adambook-run-b-"))
         runs.start_second(chapters, out, lanes=lanes)
     # With ADAMBOOK_RUN_B_BESIDE=1 run B starts now beside nbval's run A: faster
