@@ -1,16 +1,11 @@
 """One figure style for the whole book, with SVG output.
 
-The conventions every chapter follows:
-
-* **one colour per optimizer** (:data:`COLORS`), the same in every figure;
-  anything else a figure distinguishes (a coordinate, a batch size, a
-  learning rate) is told apart by line style, marker, or a shade of the
-  optimizer's colour (:func:`shades`), never by another hue;
-* **sized to the text column**: at most :data:`TEXT_WIDTH` inches wide, so
-  that an SVG is shown at its own size in the book's column and its text at
-  the point size set here (9 pt or more);
-* **legends off the data**: :func:`legend_below` puts the legend under the
-  axes.
+Conventions: **one colour per optimizer** (:data:`COLORS`) in every figure;
+anything else (a coordinate, a batch size, a learning rate) is told apart by
+line style, marker or a shade of that colour (:func:`shades`), never another
+hue. Figures fit the text column (:func:`figsize`), so an SVG is shown at its
+own size and its text at the 9 pt or more set here; legends go off the data
+(:func:`legend_below`).
 
 >>> shades("adam", 3)[0] != shades("adam", 3)[-1]
 True
@@ -26,17 +21,11 @@ from matplotlib.colors import to_rgb
 #: One colour per optimizer, the same in every figure of the book. "theory"
 #: is for closed forms and references, never for a measured optimizer.
 COLORS = {
-    "sgd": "#4C72B0",           # blue
-    "sgd_momentum": "#64B5CD",  # light blue
-    "adam": "#DD8452",          # orange
-    "adamw": "#55A868",         # green
-    "adam_l2": "#C44E52",       # red
-    "amsgrad": "#8172B3",       # purple
-    "lion": "#937860",          # brown
-    "radam": "#DA8BC3",         # pink: RAdam and learning-rate warmup
-    "sign": "#8C8C8C",          # grey: sign descent
-    "theory": "#333333",        # near black: closed forms, references
-}
+    "sgd": "#4C72B0", "sgd_momentum": "#64B5CD",  # blue, light blue
+    "adam": "#DD8452", "adamw": "#55A868",  # orange, green
+    "adam_l2": "#C44E52", "amsgrad": "#8172B3",  # red, purple
+    "lion": "#937860", "radam": "#DA8BC3",  # brown, pink (also warmup)
+    "sign": "#8C8C8C", "theory": "#333333"}  # grey (sign descent), near black
 
 #: Line styles and markers for what is not an optimizer, in order of use.
 LINESTYLES = ("-", "--", ":", "-.")
@@ -68,18 +57,16 @@ def shades(name: str, n: int) -> list:
 
 def legend_below(ax_or_fig, ncol: int = 2, **kwargs):
     """A legend under the axes (or the whole figure), off the data."""
-    if hasattr(ax_or_fig, "get_axes") and not hasattr(ax_or_fig, "plot"):
-        handles, labels = [], []
-        for ax in ax_or_fig.get_axes():
-            for h, lab in zip(*ax.get_legend_handles_labels()):
-                if lab not in labels:
-                    handles.append(h)
-                    labels.append(lab)
-        return ax_or_fig.legend(handles, labels, loc="upper center",
-                                bbox_to_anchor=(0.5, 0.0), ncol=ncol,
-                                **kwargs)
-    return ax_or_fig.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2),
-                            ncol=ncol, **kwargs)
+    if hasattr(ax_or_fig, "plot"):  # one axes
+        return ax_or_fig.legend(loc="upper center", ncol=ncol,
+                                bbox_to_anchor=(0.5, -0.2), **kwargs)
+    pairs = {}  # the first handle of each label, over all axes
+    for ax in ax_or_fig.get_axes():
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            pairs.setdefault(lab, h)
+    return ax_or_fig.legend(list(pairs.values()), list(pairs), ncol=ncol,
+                            loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                            **kwargs)
 
 
 def use_style() -> None:
