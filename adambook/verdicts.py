@@ -66,29 +66,27 @@ class Verdict:
         return (f'<span class="verdict {cls}">'
                 f'{html.escape(self.verdict)}</span>')
 
-    def box_markdown(self) -> str:
-        """The verdict box: a MyST admonition, coloured by verdict, whose
-        title is the verdict and the claim; scope and numbers in small type.
-        """
+    def box_markdown(self, fold: bool = True) -> str:
+        """The verdict box: a MyST admonition coloured by verdict, titled by
+        the verdict and the claim, ``fold``-ed to its title by default (a
+        chapter's verdicts and key figure then fit its first screen)."""
         word = self.verdict[0].upper() + self.verdict[1:]
-        return (
-            f"::::{{admonition}} {word}: {self.claim}\n"
-            f":class: {_BOX_CLASS[self.verdict]}\n"
-            f"{self.proved} ({{ref}}`how <{self.section}>`)\n\n"
-            ":::{div} verdict-details\n"
-            f"**Scope.** {self.scope} **Measured.** {self.measured}\n"
-            ":::\n"
-            "::::\n"
-        )
+        cls = _BOX_CLASS[self.verdict] + (" dropdown" if fold else "")
+        return (f"::::{{admonition}} {word}: {self.claim}\n:class: {cls}\n"
+                f"{self.proved} ({{ref}}`how <{self.section}>`)\n\n"
+                ":::{div} verdict-details\n"
+                f"**Scope.** {self.scope} **Measured.** {self.measured}\n"
+                ":::\n::::\n")
 
 
-def publish(verdict: Verdict) -> None:
-    """Glue ``<key>.box`` (Markdown, for ``{glue:md}``), ``<key>.badge``
-    (HTML) and ``<key>.<field>`` for each of :data:`LEDGER_FIELDS`."""
+def publish(verdict: Verdict, fold: bool = True) -> None:
+    """Glue ``<key>.box`` (Markdown, for ``{glue:md}``; ``fold``: see
+    :meth:`Verdict.box_markdown`), ``<key>.badge`` (HTML) and
+    ``<key>.<field>`` for each of :data:`LEDGER_FIELDS`."""
     from IPython.display import HTML, Markdown
     from myst_nb import glue
 
-    glue(f"{verdict.key}.box", Markdown(verdict.box_markdown()),
+    glue(f"{verdict.key}.box", Markdown(verdict.box_markdown(fold)),
          display=False)
     glue(f"{verdict.key}.badge", HTML(verdict.badge_html()), display=False)
     for name in LEDGER_FIELDS:
