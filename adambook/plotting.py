@@ -59,7 +59,7 @@ def legend_below(ax_or_fig, ncol: int = 2, **kwargs):
     """A legend under the axes (or the whole figure), off the data."""
     if hasattr(ax_or_fig, "plot"):  # one axes
         return ax_or_fig.legend(loc="upper center", ncol=ncol,
-                                bbox_to_anchor=(0.5, -0.2), **kwargs)
+                                bbox_to_anchor=(0.5, -0.28), **kwargs)
     pairs = {}  # the first handle of each label, over all axes
     for ax in ax_or_fig.get_axes():
         for h, lab in zip(*ax.get_legend_handles_labels()):

@@ -75,7 +75,8 @@ class Verdict:
         return (f"::::{{admonition}} {word}: {self.claim}\n:class: {cls}\n"
                 f"{self.proved} ({{ref}}`how <{self.section}>`)\n\n"
                 ":::{div} verdict-details\n"
-                f"**Scope.** {self.scope} **Measured.** {self.measured}\n"
+                f"**Scope.** {self.scope.rstrip('.')}. "
+                f"**Measured.** {self.measured}\n"
                 ":::\n::::\n")
 
 

@@ -40,13 +40,13 @@ def judge_momentum_smooths_noise(betas, ratio, se, theory, margin, z, *,
         verdict=verdict,
         proved="The average has (1 − β)/(1 + β) of the gradient's variance, "
         "but its weights sum to one: at equal effective learning rate the "
-        "iterates' stationary spread is unchanged to leading order in η "
-        "(eq-mom-ratio), for SGD and for Adam.",
+        "iterates' stationary spread is unchanged to leading order in η, "
+        "for SGD and for Adam.",
         scope=scope,
         measured=f"spread ratio with/without momentum at β = {b[i]:g}: "
         f"SGD {r[i]:.3f} ± {s[i]:.3f} (theory {p[i]:.3f}), Adam "
         f"{ra[i]:.3f} ± {sa[i]:.3f}; margin ±{margin:g}, z = {z:.2f}; "
-        f"Var(m) at the last step within {lemma_dev:.2f} SE of eq-ema-var",
+        f"Var(m) at the last step within {lemma_dev:.2f} SE of its formula",
         section="sec-adam-noise",
     )
 
