@@ -134,6 +134,13 @@ def bench_ci() -> dict:
                               env=dict(os.environ, CI="true"))
         s = time.perf_counter() - t0
         tail = proc.stdout[-3000:]
+        shots = src / "artifacts" / "browser"  # keep what the browser test saw
+        if shots.is_dir():
+            import shutil
+
+            dest = ROOT / "artifacts" / "ci-browser"
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(shots, dest)
     print(f"  .ci/run: {s:.1f} s, exit {proc.returncode}", flush=True)
     return {"seconds": s, "returncode": proc.returncode, "tail": tail}
 
