@@ -76,8 +76,13 @@ def run_seed(chapter: book.Page, seed: int, timeout: int) -> dict:
         try:
             ex = book.execute_chapter(path, timeout=timeout)
         except CellExecutionError as err:
-            lines = [ln for ln in str(err).splitlines() if "Error" in ln]
-            return {"seed": seed, "passed": False, "why": (lines or ["?"])[-1][:200],
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # no ANSI colours
+            lines = [ln for ln in text.splitlines() if "Error" in ln]
+            # the failing line of the cell (IPython marks it with an arrow)
+            where = [ln.split("---->", 1)[1].strip()
+                     for ln in text.splitlines() if "---->" in ln]
+            why = (lines or ["?"])[-1] + (f" at `{where[-1]}`" if where else "")
+            return {"seed": seed, "passed": False, "why": why[:240],
                     "seconds": time.perf_counter() - t0}
     return {"seed": seed, "passed": True, "verdicts": verdicts(ex.notebook),
             "seconds": time.perf_counter() - t0}
