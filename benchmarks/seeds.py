@@ -79,8 +79,7 @@ def run_seed(chapter: book.Page, seed: int, timeout: int) -> dict:
             text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # no ANSI colours
             lines = [ln for ln in text.splitlines() if "Error" in ln]
             # the failing line of the cell (IPython marks it with an arrow)
-            where = [ln.split("---->", 1)[1].strip()
-                     for ln in text.splitlines() if "---->" in ln]
+            where = re.findall(r"^-+> *\d+ (.*)$", text, re.M)
             why = (lines or ["?"])[-1] + (f" at `{where[-1]}`" if where else "")
             return {"seed": seed, "passed": False, "why": why[:240],
                     "seconds": time.perf_counter() - t0}
