@@ -132,11 +132,16 @@ def test_the_introductions_tally_is_the_chapters_verdicts(chapter_runs):
     intro = INTRO.read_text()
     stated = _TALLY.search(intro)
     assert stated, "the introduction's tally sentence is missing"
-    assert tuple(map(int, stated.groups())) == tally([verdict[k] for k in post])
+    counts = tally([verdict[k] for k in post])
+    assert tuple(map(int, stated.groups())) == counts, (
+        f"the introduction's tally {stated.groups()} is not this build's "
+        f"(claims, holds, qualified, does not hold) = {counts}")
     stated_own = _OWN.search(intro)
     assert stated_own, "the introduction's sentence on the book's own claims is missing"
     counts = tally([verdict[k] for k in own])
-    assert tuple(int(g or 0) for g in stated_own.groups()) == counts
+    assert tuple(int(g or 0) for g in stated_own.groups()) == counts, (
+        f"the introduction's count of the book's own claims is not this "
+        f"build's {counts}")
     named = set(re.findall(r"::([\w-]+)\.badge", intro))
     failing = {k for k in post if verdict[k] == "does not hold"}
     assert named == failing, (
