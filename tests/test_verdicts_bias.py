@@ -257,6 +257,21 @@ def test_untuned_warmup_at_small_sizes():
     assert v.verdict == "holds", v.measured
 
 
+@pytest.mark.parametrize("d_lr,want", [
+    ((0.05, 0.0), "holds"),  # 0.05 ± 0.01 is nonzero, but inside ln 1.25
+    ((0.30, 0.0), "holds with a qualification"),  # 0.30 - 4·0.01 > 0.223
+    ((-0.30, 0.0), "holds with a qualification"),
+])
+def test_untuned_warmup_one_rate_judged_against_the_margin(d_lr, want):
+    """The rule written before the run: a single rate qualifies the
+    verdict only if its interval lies wholly outside the margin. (The
+    judge once tested against zero instead; `make seeds` caught it.)"""
+    v = judge_untuned_warmup(0.0, 0.01, 3.8, d_lr, (0.01, 0.01), 4.0, 1.25,
+                             lrs=(1e-3, 1e-2), beta2=0.99, n_seeds=24,
+                             steps=1000)
+    assert v.verdict == want, v.proved
+
+
 def test_untuned_warmup_mutant_warmup_never_ends():
     """A 'warmup' stuck at a tenth of the learning rate is not RAdam."""
     def stuck(t, beta2, method):
