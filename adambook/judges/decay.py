@@ -175,6 +175,6 @@ def judge_adamw_fixes_it(cert_ridge, cert_ls, tol, lam, steps, n, drift):
         "while the ball ‖θ‖∞ ≤ 1/λ does not bind, the "
         "ℓ∞-constrained least-squares solution when it does.",
         _convex(n, lam, steps) + " Minibatch runs are reported, not "
-        f"judged: they still drift by {drift:.1f} SE.",
+        f"judged (drift between their last two quarters: {drift:.1f} SE).",
         f"AdamW (λ = {lam:g}) ends {cert_ridge['lower']:.3f} from ridge and "
         f"{cert_ls['upper']:.1e} from least squares", "sec-ridge-adamw")
