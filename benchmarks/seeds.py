@@ -50,12 +50,14 @@ def parameters_cell(nb) -> int | None:
 
 
 def verdicts(nb) -> dict[str, str]:
-    """The verdicts a chapter published (glue ``<key>.verdict``)."""
+    """The verdicts a chapter published (glue ``<key>.verdict``), and the
+    findings it reports without asserting (glue ``observed.<what>``: True or
+    False), which the table of verdicts counts the same way."""
     found = {}
     for cell in book.code_cells(nb):
         for out in cell.get("outputs", []):
             name = out.get("metadata", {}).get("scrapbook", {}).get("name", "")
-            if name.endswith(".verdict"):
+            if name.endswith(".verdict") or name.startswith("observed."):
                 data = out.get("data", {})
                 text = next((v for m, v in data.items() if m.endswith("text/plain")), "")
                 found[name.removesuffix(".verdict")] = str(text).strip("'\"")
