@@ -48,7 +48,7 @@ SMALL = dict(SEEDS=8, FREE_STEPS=30)
 def test_adamw_verdict_and_decay_through_preconditioner():
     s = _run("judge_adamw_equal", **SMALL)
     assert s["v4"].verdict == "holds with a qualification"
-    assert s["v5"].verdict == "holds"
+    assert s["v5"].verdict == "holds with a qualification"
 
     def as_l2(scope):  # AdamW's decay applied through the preconditioner
         scope["adambook"] = type("M", (), dict(
@@ -110,11 +110,30 @@ def test_lr_wd_product_judge_separates_decided_from_undecided():
     assert j([wide], [wide], z, m, "s").verdict == "does not hold"
 
 
+def test_adam_l2_judge_asks_whether_the_prediction_misses():
+    from adambook.judges.normalization import judge_adam_l2_unequal as j
+    m, z, apart = 0.1, 3.0, (-0.4, 0.01)
+    assert j(apart, (0.02, 0.01), z, m, "s").verdict == "holds"
+    v = j(apart, (0.07, 0.005), z, m, "s")  # inside the margin, but off
+    assert v.verdict == "holds with a qualification" and "7%" in v.proved
+    assert j((-0.1, 0.01), (0.0, 0.01), z, m, "s").verdict == "does not hold"
+
+
+def test_third_lr_wd_rule_closer_and_exact():
+    from adambook.judges.normalization import judge_lr_wd_closer as j
+    z, zero, off = 3.0, (0.0, 0.01), (-0.065, 0.008)
+    assert j([zero, zero], (0.12, 0.02), z, "s").verdict == "holds"
+    v = j([zero, off], (0.12, 0.02), z, "s")  # closer, one pair differs
+    assert v.verdict == "holds with a qualification" and "7%" in v.proved
+    assert j([zero, zero], (0.05, 0.02), z, "s").verdict == "does not hold"
+
+
 def test_grid_second_run_and_decay_through_preconditioner():
     # Fewer seeds, so a laxer ALPHA; the chapter's grid and steps.
     small = dict(SMALL, CONFIRM_SEEDS=(12, 12), ALPHA=0.05)
     s = _run("diffs2 = ", **small)
     assert s["v6"].verdict == "holds with a qualification"
+    assert s["v_second"].verdict in ("holds", "holds with a qualification")
 
     def as_l2(scope):  # AdamW's rows decay through the preconditioner
         rates = scope.get("row_rates")
