@@ -116,16 +116,26 @@ def test_adam_l2_judge_asks_whether_the_prediction_misses():
     assert j(apart, (0.02, 0.01), z, m, "s").verdict == "holds"
     v = j(apart, (0.07, 0.005), z, m, "s")  # inside the margin, but off
     assert v.verdict == "holds with a qualification" and "7%" in v.proved
+    v = j(apart, (-0.02, 0.05), z, m, "s")  # not shown equal: undecided
+    assert v.verdict == "holds with a qualification"
     assert j((-0.1, 0.01), (0.0, 0.01), z, m, "s").verdict == "does not hold"
+    # the layers differ, but on the other side of 1 than predicted (+0.4)
+    assert j(apart, (-0.8, 0.01), z, m, "s").verdict == "does not hold"
 
 
 def test_third_lr_wd_rule_closer_and_exact():
     from adambook.judges.normalization import judge_lr_wd_closer as j
-    z, zero, off = 3.0, (0.0, 0.01), (-0.065, 0.008)
-    assert j([zero, zero], (0.12, 0.02), z, "s").verdict == "holds"
-    v = j([zero, off], (0.12, 0.02), z, "s")  # closer, one pair differs
+    z, m, zero, off = 3.0, 0.1, (0.0, 0.01), (-0.065, 0.008)
+    l2, big = [(0.25, 0.04)], (0.05, 0.005)
+    assert j([zero, zero], l2, big, z, m, "s").verdict == "holds"
+    v = j([zero, off], l2, big, z, m, "s")  # closer, one pair differs
     assert v.verdict == "holds with a qualification" and "7%" in v.proved
-    assert j([zero, zero], (0.05, 0.02), z, "s").verdict == "does not hold"
+    v = j([zero, (0.0, 0.05)], l2, big, z, m, "s")  # not shown equal
+    assert v.verdict == "holds with a qualification"
+    assert j([zero, zero], l2, (0.01, 0.005), z, m, "s").verdict == (
+        "does not hold")  # not closer
+    assert j([zero, zero], [(0.05, 0.04)], big, z, m, "s").verdict == (
+        "does not hold")  # no Adam + L2 pair differs
 
 
 def test_grid_second_run_and_decay_through_preconditioner():

@@ -82,14 +82,17 @@ def judge_adamw_equal(fits, spread, less, pred, z, margin, scope):
 
 
 def judge_adam_l2_unequal(spread, fit, z, margin, scope):
-    """Holds if the layer ratio differs from one beyond ``margin`` and
-    the λ_eff prediction's error ``fit`` is not shown to be nonzero
-    (|fit| ≤ z·se); qualified if the layers differ but the prediction
-    measurably misses (by how much is reported); else does not hold.
-    (The first rule asked the prediction to match within ``margin``:
-    whether it did depended on the draw of the task.)"""
-    unequal = different(*spread, margin, z)
-    exact = abs(fit[0]) <= z * fit[1]
+    """``spread``: log(layer 1 / layer 2); ``fit``: that minus the
+    λ_eff prediction. Holds if the layers differ beyond ``margin``, on
+    the predicted side of 1, and the prediction is shown equivalent
+    within ``margin`` without being shown to miss (|fit| ≤ z·se);
+    qualified if they differ on the predicted side but the prediction is
+    not shown right (by how much it misses is reported); else does not
+    hold. (The first rule asked only for equivalence within ``margin``:
+    whether that came out depended on the draw of the task.)"""
+    predicted = spread[0] - fit[0]
+    unequal = different(*spread, margin, z) and spread[0] * predicted > 0
+    exact = _eq(fit, margin, z) and abs(fit[0]) <= z * fit[1]
     verdict = ("does not hold" if not unequal else
                "holds" if exact else "holds with a qualification")
     miss = f"{math.expm1(abs(fit[0])):.0%}"
@@ -101,9 +104,10 @@ def judge_adam_l2_unequal(spread, fit, z, margin, scope):
         "The layers' angular updates "
         + ("differ beyond the margin, "
            + ("by the ratio the effective λ predicts." if exact else
-              f"in the direction the effective λ predicts; the predicted "
+              f"on the side the effective λ predicts; the predicted "
               f"ratio is off by {miss}.")
-           if unequal else "do not differ beyond the margin."), scope,
+           if unequal else "do not differ beyond the margin on the side "
+           "the effective λ predicts."), scope,
         f"log(layer 1/layer 2) {_pm(*spread)}; minus predicted "
         f"{_pm(*fit)} (z = {z:.2f}, margin {margin:.3f})",
         "sec-norm-adaml2")
@@ -136,18 +140,23 @@ def judge_lr_wd_product(adamw, adam_l2, z, margin, scope):
         "sec-norm-grid")
 
 
-def judge_lr_wd_closer(adamw, closer, z, scope):
-    """The third rule on ``lr-wd-product``. ``adamw``: (mean, se) of
-    AdamW's log test-loss ratio per pair of cells of equal lr·λ;
-    ``closer``: (mean, se) of Adam + L2's mean |log-ratio| over the pairs
-    minus AdamW's. Holds if AdamW is closer (mean > z·se) and no AdamW
-    pair differs from 0; qualified if closer but one does (the largest
-    is reported); else does not hold."""
+def judge_lr_wd_closer(adamw, adam_l2, closer, z, margin, scope):
+    """The third rule on ``lr-wd-product``. ``adamw``, ``adam_l2``:
+    (mean, se) of each method's log test-loss ratio per pair of cells of
+    equal lr·λ; ``closer``: (mean, se) of Adam + L2's mean over the pairs
+    of |mean| − √(2/π)·se (unbiased at a gap of 0, low otherwise) minus
+    AdamW's. Holds if
+    AdamW is closer (mean > z·se), some Adam + L2 pair differs from 0,
+    and every AdamW pair is equivalent within ``margin`` and none differs
+    from 0; qualified if closer and an Adam + L2 pair differs, but not
+    all of the rest; else does not hold."""
     is_closer = closer[0] > z * closer[1]
+    l2_split = any(abs(d) > z * s for d, s in adam_l2)
     split = [p for p in adamw if abs(p[0]) > z * p[1]]
+    equal = all(_eq(p, margin, z) for p in adamw) and not split
     worst = max(adamw, key=lambda p: abs(p[0]))
-    verdict = ("does not hold" if not is_closer else
-               "holds with a qualification" if split else "holds")
+    verdict = ("does not hold" if not (is_closer and l2_split) else
+               "holds" if equal else "holds with a qualification")
     return Verdict(
         "lr-wd-product",
         "AdamW's good region of the lr × λ grid follows the product lr·λ; "
@@ -155,10 +164,12 @@ def judge_lr_wd_closer(adamw, closer, z, scope):
         "Cells of equal lr·λ differ " + (
             "less for AdamW than for Adam + L2" if is_closer else
             "not measurably less for AdamW than for Adam + L2")
+        + ("" if l2_split else ", and no Adam + L2 pair differs")
         + (f"; AdamW's still differ, by up to "
-           f"{math.expm1(abs(worst[0])):.0%}." if split and is_closer
-           else "; no AdamW pair differs." if is_closer else "."),
+           f"{math.expm1(abs(worst[0])):.0%}." if split else
+           "; no AdamW pair differs, and all are equal within the margin."
+           if equal else "; AdamW's are not shown equal within the margin."),
         scope,
-        f"mean |log-ratio| over {len(adamw)} pairs, Adam + L2 minus AdamW "
-        f"{_pm(*closer)}; largest AdamW log-ratio {_pm(*worst)} "
-        f"(z = {z:.2f})", "sec-norm-grid")
+        f"mean |log-ratio| − √(2/π)·se over {len(adamw)} pairs, Adam + L2 "
+        f"minus AdamW {_pm(*closer)}; largest AdamW log-ratio {_pm(*worst)} "
+        f"(z = {z:.2f}, margin {margin:.3f})", "sec-norm-grid")
