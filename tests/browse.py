@@ -363,13 +363,15 @@ def find_raw_tex(text: str) -> list[str]:
     return found
 
 
-def browse_book(html_dir: Path, screenshots: Path, *, timeout_ms: int = 60_000) -> list[PageRecord]:
+def browse_book(html_dir: Path, screenshots: Path, *, timeout_ms: int = 60_000,
+                full_page: tuple[int, ...] = (1280, 390)) -> list[PageRecord]:
     """Open every page of ``html_dir`` in Chromium; return one record per page.
 
     Each page is loaded once, at VIEWPORT's width: inspected, measured (_LAYOUT) and
     photographed; then the same page is laid out at NARROW's width (the viewport
-    resized, no reload), measured and photographed again. Full-page screenshots go
-    to ``screenshots/<page path>-<width>.png``.
+    resized, no reload), measured and photographed again. Screenshots go to
+    ``screenshots/<page path>-<width>.png``: the full page at the widths in
+    ``full_page``, the first screen at the others.
     """
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
@@ -468,7 +470,8 @@ def browse_book(html_dir: Path, screenshots: Path, *, timeout_ms: int = 60_000) 
                     record.overflowing = layout["overflowing"]
                 shot = screenshots / f"{rel.removesuffix('.html')}-{width}.png"
                 shot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(shot), full_page=True, timeout=timeout_ms)
+                page.screenshot(path=str(shot), full_page=width in full_page,
+                                timeout=timeout_ms)
                 record.screenshots[width] = str(shot)
             page.goto("about:blank")  # let late requests of this page land here
             record.server_errors = server_errors[n_server_errors:]
