@@ -364,15 +364,17 @@ def find_raw_tex(text: str) -> list[str]:
 
 
 def browse_book(html_dir: Path, screenshots: Path, *, timeout_ms: int = 60_000,
-                full_page: tuple[int, ...] = (1280, 390)) -> list[PageRecord]:
+                full_page: tuple[int, ...] | None = None) -> list[PageRecord]:
     """Open every page of ``html_dir`` in Chromium; return one record per page.
 
     Each page is loaded once, at VIEWPORT's width: inspected, measured (_LAYOUT) and
     photographed; then the same page is laid out at NARROW's width (the viewport
     resized, no reload), measured and photographed again. Screenshots go to
     ``screenshots/<page path>-<width>.png``: the full page at the widths in
-    ``full_page``, the first screen at the others.
+    ``full_page`` (default: both), the first screen at the others.
     """
+    if full_page is None:
+        full_page = (VIEWPORT["width"], NARROW["width"])
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 

@@ -61,8 +61,7 @@ def pages(book_html, artifacts):
         pytest.skip("no Chromium here, so the pages were not opened: install Debian's "
                     "chromium, run `.venv/bin/playwright install chromium`, or set "
                     "ADAMBOOK_CHROMIUM to a Chromium binary")
-    wide, narrow = browse.VIEWPORT["width"], browse.NARROW["width"]
-    full = (narrow,) if os.environ.get("CI") == "true" else (wide, narrow)
+    full = (NARROW,) if os.environ.get("CI") == "true" else None  # see above
     records = browse.browse_book(book_html, artifacts, full_page=full)
     browse.write_report(records, artifacts / "report.json")
     return records
